@@ -1,0 +1,3 @@
+"""painterly: Gatys-style neural style transfer."""
+
+__version__ = "0.1.0"
