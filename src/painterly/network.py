@@ -141,8 +141,6 @@ def load_features(features: nn.Sequential, state_dict: dict[str, torch.Tensor]) 
             raise WeightsError(f"weights have no entry {full!r} (not a torchvision-layout VGG)")
         value = state_dict[full]
         if tuple(value.shape) != tuple(param.shape):
-            raise WeightsError(
-                f"weights entry {full!r} has shape {tuple(value.shape)}, expected {tuple(param.shape)}"
-            )
+            raise WeightsError(f"weights entry {full!r} has shape {tuple(value.shape)}, expected {tuple(param.shape)}")
         picked[key] = value
     features.load_state_dict(picked, strict=True)

@@ -1,0 +1,216 @@
+"""Command line: parsing and nothing else. Flags and defaults come from :class:`Settings`.
+
+``painterly CONTENT STYLE [STYLE ...] -o OUT`` stylises; ``painterly score``, ``painterly
+experiment`` and ``painterly serve`` are sub-commands. ``main`` returns the exit code; only this
+module exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import threading
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import MODEL_DEFAULTS, OPTIMIZERS, PRESERVE_COLOR, Settings
+from .errors import InputError, Interrupted, OutOfMemory, PainterlyError
+
+SUBCOMMANDS = ("score", "experiment", "serve")
+# Settings that the objective alone depends on (what ``score`` accepts).
+OBJECTIVE_FIELDS = (
+    "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
+    "style_layers", "style_layer_weights", "style_blend_weights", "preserve_color", "model", "weights",
+    "device", "seed",
+)  # fmt: skip
+CHOICES = {"optimizer": OPTIMIZERS, "preserve_color": PRESERVE_COLOR, "model": tuple(MODEL_DEFAULTS)}
+
+
+def _number_list(kind: type) -> Any:
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _number(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _flag_type(annotation: Any) -> Any:
+    """argparse type for a Settings field annotation like ``float | None`` or ``tuple[int, ...] | None``."""
+    hint = annotation
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+    base = args[0]
+    if typing.get_origin(base) is tuple:
+        inner = typing.get_args(base)[0]
+        return _names if inner is str else _number_list(inner)
+    return _number(base) if base in (int, float) else base
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One flag per :class:`Settings` field, with its help and default taken from the field."""
+    hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f.metadata.get("help", "")
+        if default is not None:
+            help_text += f" (default: {default})"
+        elif f.name in ("content_weight", "style_weight", "tv_weight", "content_layer", "style_layers"):
+            help_text += " (default: the model's)"
+        parser.add_argument(
+            flag, dest=f.name, type=_flag_type(hints[f.name]), default=argparse.SUPPRESS,
+            choices=CHOICES.get(f.name), help=help_text, metavar=None if f.name in CHOICES else f.name.upper(),
+        )  # fmt: skip
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="painterly",
+        description="Paint CONTENT in the style of STYLE (Gatys et al.). "
+        "Sub-commands: score, experiment, serve (painterly SUBCOMMAND --help).",
+    )
+    p.add_argument("content", help="content image")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif)")
+    add_settings_flags(p)
+    p.add_argument("--mask", action="append", default=None, metavar="FILE",
+                   help="one per style, in order: where in the content that style applies (white); 'none' for no mask")  # fmt: skip
+    p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_<iteration> every N evaluations")
+    p.add_argument("--checkpoint", default=None, metavar="FILE", help="checkpoint path (default: OUT.ckpt)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="16 for .png/.tif (default: 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="painterly score", description="Print the seed objective's terms as JSON.")
+    p.add_argument("image")
+    p.add_argument("--content", required=True)
+    p.add_argument("--style", required=True, action="append", help="style image (repeat for several)")
+    p.add_argument("--mask", action="append", default=None, metavar="FILE")
+    p.add_argument("--debug", action="store_true")
+    add_settings_flags(p, OBJECTIVE_FIELDS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _subcommand(argv[0], argv[1:])
+        return _stylize(build_parser().parse_args(argv))
+    except PainterlyError as err:
+        if debug:
+            raise
+        print(f"painterly: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("painterly: interrupted", file=sys.stderr)
+        return 130
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    if name == "score":
+        args = _score_parser().parse_args(argv)
+        from .api import score
+
+        masks = _masks(args.mask)
+        print(json.dumps(score(args.image, args.content, args.style, _settings_from(args), masks=masks), indent=2))
+        return 0
+    if name == "experiment":
+        from .experiments import main as experiment_main
+
+        return experiment_main(argv)
+    from .studio import main as studio_main
+
+    return studio_main(argv)
+
+
+def _masks(values: list[str] | None) -> list[str | None] | None:
+    return None if values is None else [None if v.lower() == "none" else v for v in values]
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    import torch
+
+    from .api import stylize
+    from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
+    from .image import check_output_path, save_image
+    from .progress import ProgressBar, Saver
+
+    settings = _settings_from(args).resolved()
+    out = check_output_path(args.output, bit_depth=args.bit_depth)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
+    resume = load_checkpoint(ckpt) if args.resume else None
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar = ProgressBar(disable=args.quiet)
+    saver = Saver(out, args.save_every, args.bit_depth)
+    try:
+        result = stylize(
+            args.content, args.styles, settings, masks=_masks(args.mask), stop=stop, resume=resume,
+            callback=lambda step: (bar(step), saver(step)),
+        )  # fmt: skip
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise OutOfMemory(
+            f"out of memory at --size {settings.size} ({type(err).__name__}); try a smaller --size, "
+            f"--optimizer adam, or --history-size 5"
+        ) from None
+    finally:
+        bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    save_image(result.image, out, bit_depth=args.bit_depth)
+    if result.interrupted:
+        state = result.checkpoint()
+        if state is not None:
+            save_checkpoint(state, ckpt)
+            print(f"painterly: stopped; saved {out} and {ckpt} (continue with --resume)", file=sys.stderr)
+        if result.message:
+            raise InputError(result.message)
+        code = 143 if caught and caught[-1] == signal.SIGTERM else Interrupted.exit_code
+        return code
+    remove_checkpoint(ckpt)
+    if not args.quiet:
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        print(f"painterly: wrote {out} in {result.seconds:.1f} s ({result.evaluations} evaluations; {terms})",
+              file=sys.stderr)  # fmt: skip
+    return 0

@@ -1,0 +1,163 @@
+"""The seed's objective: content, style (Gram) and total-variation terms, and their weighted sum.
+
+Notation follows ``SEED.md``: a layer's features F have K filters over H×W positions; the Gram
+matrix is G = F Fᵀ; A is the style image's Gram; α, β, γ weigh the three terms.
+
+The pure functions (:func:`gram_matrix`, :func:`content_loss`, :func:`style_loss`,
+:func:`tv_loss`) are the formulas and nothing else; :class:`Objective` holds the targets of one
+run at one scale and calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .network import VGGFeatures
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """G_ij = Σ_k F_ik F_jk over positions k, for features of shape (B, K, H, W) -> (B, K, K).
+
+    >>> gram_matrix(torch.ones(1, 2, 2, 2))
+    tensor([[[4., 4.],
+             [4., 4.]]])
+    """
+    b, k, h, w = features.shape
+    flat = features.reshape(b, k, h * w)
+    return flat @ flat.transpose(1, 2)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_content = 1/(K H W) Σ_ijk (F_ijk − P_ijk)², the mean squared error (per batch item summed)."""
+    return F.mse_loss(features, target, reduction="mean") * features.shape[0]
+
+
+def style_loss(gram: torch.Tensor, target: torch.Tensor, area: float) -> torch.Tensor:
+    """L_style^l = 1/(K H W) · 1/K² · Σ_ij (G_ij − A_ij)², with ``area`` = H·W.
+
+    ``gram`` and ``target`` are (B, K, K) Gram matrices at the resolution whose H·W is ``area``.
+    """
+    k = gram.shape[-1]
+    return ((gram - target) ** 2).sum() / (k * area) / k**2
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """L_tv = Σ (T_{i,j+1,k} − T_{i,j,k})² + (T_{i+1,j,k} − T_{i,j,k})², over an RGB image in [0, 1].
+
+    >>> tv_loss(torch.tensor([[[[0., 1.], [1., 0.]]]]))  # 2×2 checkerboard: 4 unit steps
+    tensor(4.)
+    """
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return (dx**2).sum() + (dy**2).sum()
+
+
+def gram_per_pixel(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Gram matrix divided by the number of positions it sums over: comparable across sizes.
+
+    With a ``mask`` (B, 1, H, W) in [0, 1] this is the guided Gram of Gatys et al. (2017):
+    G = (F∘m)(F∘m)ᵀ / Σm², so the statistics describe only the masked region.
+    """
+    if mask is None:
+        h, w = features.shape[-2:]
+        return gram_matrix(features) / (h * w)
+    return gram_matrix(features * mask) / (mask**2).sum().clamp_min(1e-8)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A guide mask (B, 1, H, W) resampled to a layer's H×W (area average keeps soft edges)."""
+    return F.interpolate(mask, size=size, mode="area") if mask.shape[-2:] != size else mask
+
+
+@dataclass
+class StyleTarget:
+    """One style tap's target: per-pixel Gram ``a`` and, for guided transfer, the output's mask."""
+
+    a: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+class Objective:
+    """α·content + β·Σ_l w_l·style_l + γ·tv for one content, a blend of styles, at one scale.
+
+    ``area`` is H·W of the *output* resolution at the style taps' depth ratio: the style term is
+    evaluated as if at the final output's resolution, so β means the same at every scale and for
+    style images of any size (a departure that reduces to the seed's formula exactly when the
+    scale is the output's and the style image has the output's size).
+    """
+
+    def __init__(
+        self,
+        net: VGGFeatures,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        *,
+        content_layer: str,
+        style_layers: Sequence[str],
+        layer_weights: Sequence[float],
+        blend_weights: Sequence[float],
+        alpha: float,
+        beta: float,
+        gamma: float,
+        output_area: float,
+        style_masks: Sequence[torch.Tensor | None] | None = None,
+        output_masks: Sequence[torch.Tensor | None] | None = None,
+    ) -> None:
+        self.net = net
+        self.content_layer = content_layer
+        self.style_layers = list(style_layers)
+        self.layer_weights = list(layer_weights)
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        # Output pixel count relative to this scale's; style areas scale with it at every tap.
+        self.area_ratio = output_area / (content.shape[-2] * content.shape[-1])
+        with torch.no_grad():
+            self.content_target = net(content)[content_layer].detach() if alpha > 0 else None
+            self.targets = self._style_targets(styles, blend_weights, style_masks, output_masks)
+
+    def _style_targets(self, styles, blend_weights, style_masks, output_masks) -> list[list[StyleTarget]]:
+        """Per style tap, a list of targets: one for an unguided blend, one per region when guided."""
+        total = float(sum(blend_weights))
+        weights = [w / total for w in blend_weights]
+        feats = [self.net(s) for s in styles]
+        per_layer: list[list[StyleTarget]] = []
+        for layer in self.style_layers:
+            if output_masks is None:
+                # Blend of several styles: the weighted mean of their per-pixel Grams (JJ's rule).
+                a = sum(w * gram_per_pixel(f[layer]) for w, f in zip(weights, feats))
+                per_layer.append([StyleTarget(a)])
+            else:
+                entries = []
+                for f, smask, omask in zip(feats, style_masks or [None] * len(feats), output_masks):
+                    if omask is None:
+                        continue
+                    fl = f[layer]
+                    sm = None if smask is None else resize_mask(smask, fl.shape[-2:])
+                    entries.append(StyleTarget(gram_per_pixel(fl, sm), omask))
+                per_layer.append(entries)
+        return per_layer
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The three terms and the weighted total for ``image`` (B, 3, H, W) in [0, 1]."""
+        feats = self.net(image)
+        zero = image.new_zeros(())
+        content = content_loss(feats[self.content_layer], self.content_target) if self.alpha > 0 else zero
+        style = zero
+        if self.beta > 0:
+            for layer, w, targets in zip(self.style_layers, self.layer_weights, self.targets):
+                f = feats[layer]
+                area = f.shape[-2] * f.shape[-1] * self.area_ratio
+                for t in targets:
+                    mask = None if t.mask is None else resize_mask(t.mask, f.shape[-2:])
+                    # Compare per-pixel Grams scaled to the output's H·W: the seed's G and A.
+                    g = gram_per_pixel(f, mask) * area
+                    term = style_loss(g, t.a * area, area)
+                    if mask is not None:
+                        term = term * mask.mean()  # each region counts by the share it covers
+                    style = style + w * term
+        tv = tv_loss(image) if self.gamma > 0 else zero
+        total = self.alpha * content + self.beta * style + self.gamma * tv
+        return {"content": content, "style": style, "tv": tv, "total": total}

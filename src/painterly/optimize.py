@@ -1,0 +1,185 @@
+"""The optimisation loop: pixels move to lower the objective, one scale after another.
+
+The loop counts *evaluations* of the objective (one forward and backward of the network), emits a
+:class:`Step` to a callback after each, stops promptly when asked, recovers from a non-finite loss,
+and can hand back a checkpoint that resumes to the same pixels as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .objective import Objective
+
+CHECKPOINT_VERSION = 1
+# A non-finite loss rolls back to the last good image and retries with a halved step this often.
+MAX_NONFINITE_RETRIES = 4
+
+
+@dataclass
+class Step:
+    """Progress after one evaluation; ``image`` is the evaluated image, CPU, in [0, 1]."""
+
+    iteration: int
+    total: int
+    scale: int
+    scales: int
+    size: tuple[int, int]
+    losses: dict[str, float]
+    elapsed: float
+    image: torch.Tensor
+    note: str = ""
+
+
+@dataclass
+class Position:
+    """Where a run stands: enough, with the image and optimiser state, to resume it."""
+
+    scale: int = 0
+    done: int = 0  # evaluations finished at this scale
+    iteration: int = 0  # evaluations finished in all
+    elapsed: float = 0.0
+    lr_factor: float = 1.0
+
+
+@dataclass
+class ScalePlan:
+    size: tuple[int, int]
+    evaluations: int
+
+
+@dataclass
+class LoopResult:
+    image: torch.Tensor
+    losses: dict[str, float]
+    history: list[dict[str, float]]
+    position: Position
+    interrupted: bool = False
+    optimizer_state: dict[str, Any] | None = None
+    message: str = ""
+    params: torch.Tensor | None = None  # the optimiser's current point: what a resume restarts from
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def make_optimizer(name: str, param: torch.Tensor, lr: float, history_size: int) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam([param], lr=lr, betas=(0.9, 0.99))
+    # max_iter=1: each step() is exactly one evaluation, so progress, stop requests and NaN checks
+    # happen between evaluations, and the state survives across calls (and checkpoints).
+    return torch.optim.LBFGS(
+        [param], lr=lr, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1
+    )
+
+
+def upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Carry a coarse result up to the next scale (bicubic, kept in [0, 1])."""
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def run_scales(
+    plans: list[ScalePlan],
+    make_objective: Callable[[int], Objective],
+    init: Callable[[tuple[int, int]], torch.Tensor],
+    *,
+    optimizer: str,
+    lr: float,
+    history_size: int,
+    callback: Callable[[Step], None] | None = None,
+    stop: threading.Event | None = None,
+    resume: dict[str, Any] | None = None,
+) -> LoopResult:
+    """Optimise at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
+
+    ``init(size)`` gives the first scale's starting image. With ``resume`` (a checkpoint from an
+    interrupted run) the loop restarts exactly where it stopped.
+    """
+    total = sum(p.evaluations for p in plans)
+    pos = Position()
+    image: torch.Tensor | None = None
+    opt_state = None
+    history: list[dict[str, float]] = []
+    if resume is not None:
+        pos = Position(**resume["position"])
+        image = resume["params"]
+        opt_state = resume.get("optimizer")
+        history = list(resume.get("history", []))
+    start = time.perf_counter() - pos.elapsed
+    losses: dict[str, float] = {}
+
+    for index in range(pos.scale, len(plans)):
+        plan = plans[index]
+        objective = make_objective(index)
+        if image is None:
+            image = init(plan.size)
+        elif tuple(image.shape[-2:]) != plan.size:
+            image = upsample(image, plan.size)
+        device = objective.content_target.device if objective.content_target is not None else None
+        x = image.detach().to(device=device).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        good = x.detach().clone()
+        opt = make_optimizer(optimizer, x, lr * pos.lr_factor, history_size)
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+            opt_state = None
+        last: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            terms = objective(x)
+            if not torch.isfinite(terms["total"]):
+                raise _NonFinite
+            terms["total"].backward()
+            last.clear()
+            last.update(terms)
+            return terms["total"]
+
+        retries = 0
+        while pos.done < plan.evaluations:
+            if stop is not None and stop.is_set():
+                pos.elapsed = time.perf_counter() - start
+                return LoopResult(good.cpu(), losses, history, pos, True, opt.state_dict(), "", x.detach().cpu())
+            evaluated = x.detach().clone()
+            try:
+                opt.step(closure)
+            except _NonFinite:
+                retries += 1
+                if retries > MAX_NONFINITE_RETRIES:
+                    pos.elapsed = time.perf_counter() - start
+                    msg = (
+                        f"the loss stayed non-finite after {MAX_NONFINITE_RETRIES} retries at "
+                        f"{plan.size[1]}x{plan.size[0]}; kept the last good image (try lower weights)"
+                    )
+                    return LoopResult(good.cpu(), losses, history, pos, True, None, msg)
+                # Step back to the last good image; drop the optimiser's history, halve its step.
+                with torch.no_grad():
+                    x.copy_(good)
+                pos.lr_factor *= 0.5
+                opt = make_optimizer(optimizer, x, lr * pos.lr_factor, history_size)
+                continue
+            with torch.no_grad():
+                x.clamp_(0, 1)  # the box constraint: pixels stay displayable
+            good = evaluated
+            pos.done += 1
+            pos.iteration += 1
+            losses = {k: float(v) for k, v in last.items()}
+            history.append({"iteration": pos.iteration, "scale": index, "time": time.perf_counter() - start, **losses})
+            if callback is not None:
+                callback(
+                    Step(pos.iteration, total, index, len(plans), plan.size, losses,
+                         time.perf_counter() - start, good.cpu())
+                )  # fmt: skip
+        image = good
+        pos.scale, pos.done = index + 1, 0
+    pos.elapsed = time.perf_counter() - start
+    assert image is not None
+    return LoopResult(image.cpu(), losses, history, pos)
