@@ -34,6 +34,7 @@ class Result:
     seconds: float
     evaluations: int
     settings: Settings
+    weights: dict[str, Any]  # α, β, γ and w_l as applied (see Problem._effective_weights)
     interrupted: bool = False
     message: str = ""
     _checkpoint: dict[str, Any] | None = field(default=None, repr=False)
@@ -81,6 +82,102 @@ def _fit(image: torch.Tensor, longest: int) -> torch.Tensor:
     return resize(image, longest) if max(image.shape[-2:]) != longest else image
 
 
+@dataclass
+class Problem:
+    """Everything a run's objective needs, built once: network, images in the network's colour
+    space, style blend, masks and the effective weights. :meth:`objective_at` gives the
+    objective at any output size; stylize and score both use it, so they cannot disagree."""
+
+    settings: Settings
+    net: VGGFeatures
+    content: torch.Tensor  # at the output's size, as the network sees it (luminance if asked)
+    styles: list[torch.Tensor]
+    blend: tuple[float, ...]
+    masks: list[torch.Tensor | None] | None
+    weights: dict[str, Any]
+    device: torch.device
+
+    @classmethod
+    def build(cls, content: torch.Tensor, styles: Sequence[ImageLike], s: Settings, masks=None) -> Problem:
+        if not styles:
+            raise InputError("at least one style image is needed")
+        blend = s.style_blend_weights or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise InputError(f"--style-blend-weights has {len(blend)} values for {len(styles)} style images")
+        if masks is not None and len(masks) != len(styles):
+            raise InputError(f"{len(masks)} masks given for {len(styles)} style images")
+        device = resolve_device(s.device)
+        style_full = [_as_image(x, "style", s.max_pixels) for x in styles]
+        if s.preserve_color == "histogram":
+            style_full = [color.match_color(x, content) for x in style_full]
+        if s.preserve_color == "luminance":
+            content = color.luminance(content)
+            style_full = [color.luminance(x) for x in style_full]
+        mask_list = [_as_mask(m) for m in masks] if masks is not None else None
+        net = build_network(s, device)
+        problem = cls(s, net, content, style_full, tuple(blend), mask_list, {}, device)
+        problem.weights = problem._effective_weights()
+        return problem
+
+    def _style_images(self, size: tuple[int, int]) -> list[torch.Tensor]:
+        side = self.settings.style_size or max(16, round(max(size) * self.settings.style_scale))
+        return [_fit(x, side).to(self.device) for x in self.styles]
+
+    def _objective(self, size: tuple[int, int], alpha, beta, gamma, layer_weights) -> Objective:
+        s = self.settings
+        out_masks = None
+        if self.masks is not None:
+            out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
+        height, width = self.content.shape[-2:]
+        return Objective(
+            self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
+            content_layer=s.content_layer, style_layers=s.style_layers, layer_weights=layer_weights,
+            blend_weights=self.blend, alpha=alpha, beta=beta, gamma=gamma, output_area=float(height * width),
+            output_masks=out_masks,
+        )  # fmt: skip
+
+    def objective_at(self, size: tuple[int, int]) -> Objective:
+        w = self.weights
+        return self._objective(size, w["alpha"], w["beta"], w["gamma"], w["layer_weights"])
+
+    def _effective_weights(self) -> dict[str, Any]:
+        """α, β, γ and w_l as applied. With ``normalize`` (the default) each term is divided by its
+        own scale for this image pair, measured once at a reference size, so one set of defaults
+        works for any network, image pair and output size:
+
+        * content by the mean square of the content image's features at the content tap,
+        * each style layer by its loss between the content image and the style at the output's H·W,
+        * total variation by the number of values 3·H·W of the output.
+
+        Departure from the seed, which weighs raw terms; ``normalize=False`` uses α, β, γ and w_l
+        exactly as given.
+        """
+        s = self.settings
+        if not s.normalize:
+            return {"alpha": s.content_weight, "beta": s.style_weight, "gamma": s.tv_weight,
+                    "layer_weights": list(s.style_layer_weights)}  # fmt: skip
+        height, width = self.content.shape[-2:]
+        ref = _scaled(height, width, min(NORMALIZE_REFERENCE, max(height, width)))
+        ones = [1.0] * len(s.style_layers)
+        with torch.no_grad():
+            objective = self._objective(ref, 1.0, 1.0, 0.0, ones)
+            content_target = objective.net(resize_to(self.content, ref).to(self.device))
+            scale_c = float(content_target[s.content_layer].pow(2).mean())
+            per_layer = objective.style_terms(resize_to(self.content, ref).to(self.device))
+        layer_weights = [w / max(float(v), 1e-12) for w, v in zip(s.style_layer_weights, per_layer)]
+        return {
+            "alpha": s.content_weight / max(scale_c, 1e-12),
+            "beta": s.style_weight,
+            "gamma": s.tv_weight / (3 * height * width),
+            "layer_weights": layer_weights,
+        }
+
+
+# The normalisers are measured at this longest side (or the output's, if smaller): big enough to
+# be representative, small enough to cost one cheap forward pass even for print-size outputs.
+NORMALIZE_REFERENCE = 512
+
+
 def stylize(
     content: ImageLike,
     styles: ImageLike | Sequence[ImageLike],
@@ -102,54 +199,23 @@ def stylize(
     if resume is not None:
         _check_resume(resume, s)
     style_list = list(styles) if isinstance(styles, list | tuple) else [styles]
-    if not style_list:
-        raise InputError("at least one style image is needed")
-    blend = s.style_blend_weights or (1.0,) * len(style_list)
-    if len(blend) != len(style_list):
-        raise InputError(f"--style-blend-weights has {len(blend)} values for {len(style_list)} style images")
-    if masks is not None and len(masks) != len(style_list):
-        raise InputError(f"{len(masks)} masks given for {len(style_list)} style images")
-    device = resolve_device(s.device)
     torch.manual_seed(s.seed)
-
     content_full = _fit(_as_image(content, "content", s.max_pixels), s.size)
-    style_full = [_as_image(x, "style", s.max_pixels) for x in style_list]
-    if s.preserve_color == "histogram":
-        style_full = [color.match_color(x, content_full) for x in style_full]
-    net_content = color.luminance(content_full) if s.preserve_color == "luminance" else content_full
-    if s.preserve_color == "luminance":
-        style_full = [color.luminance(x) for x in style_full]
-    mask_list = [_as_mask(m) for m in masks] if masks is not None else None
-
-    net = build_network(s, device)
+    problem = Problem.build(content_full, style_list, s, masks)
     height, width = content_full.shape[-2:]
     plans = []
     for longest in s.scale_sizes():
         h, w = _scaled(height, width, longest)
-        if min(h, w) < net.min_size:
+        if min(h, w) < problem.net.min_size:
             raise InputError(
-                f"at {longest} px the image is {w}x{h}, smaller than the {net.min_size} px the network needs; "
-                f"raise --size or --start-size"
+                f"at {longest} px the image is {w}x{h}, smaller than the {problem.net.min_size} px the network "
+                f"needs; raise --size or --start-size"
             )
         plans.append(ScalePlan((h, w), s.iterations if longest == s.size else s.coarse_iterations))
 
-    def make_objective(index: int) -> Objective:
-        h, w = plans[index].size
-        c = resize_to(net_content, (h, w)).to(device)
-        style_side = s.style_size or max(16, round(max(h, w) * s.style_scale))
-        st = [_fit(x, style_side).to(device) for x in style_full]
-        out_masks = None
-        if mask_list is not None:
-            out_masks = [None if m is None else resize_to(m, (h, w)).clamp(0, 1).to(device) for m in mask_list]
-        return Objective(
-            net, c, st, content_layer=s.content_layer, style_layers=s.style_layers,
-            layer_weights=s.style_layer_weights, blend_weights=blend, alpha=s.content_weight,
-            beta=s.style_weight, gamma=s.tv_weight, output_area=float(height * width), output_masks=out_masks,
-        )  # fmt: skip
-
     def init(size: tuple[int, int]) -> torch.Tensor:
         if s.init == "content":
-            return resize_to(net_content, size)
+            return resize_to(problem.content, size)
         if s.init == "noise":
             gen = torch.Generator().manual_seed(s.seed)
             return torch.rand((1, 3, *size), generator=gen)
@@ -163,8 +229,8 @@ def stylize(
             callback(dataclasses.replace(step, image=color.with_chroma_of(step.image, content_full)))
 
     out = run_scales(
-        plans, make_objective, init, optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size,
-        callback=emit, stop=stop, resume=resume,
+        plans, lambda i: problem.objective_at(plans[i].size), init, optimizer=s.optimizer, lr=s.learning_rate,
+        history_size=s.history_size, callback=emit, stop=stop, resume=resume,
     )  # fmt: skip
     image = out.image
     if s.preserve_color == "luminance":
@@ -180,7 +246,7 @@ def stylize(
             "history": out.history,
         }
     return Result(image, out.losses, out.history, out.position.elapsed, out.position.iteration, s,
-                  out.interrupted, out.message, checkpoint)  # fmt: skip
+                  problem.weights, out.interrupted, out.message, checkpoint)  # fmt: skip
 
 
 def _scaled(height: int, width: int, longest: int) -> tuple[int, int]:
@@ -211,30 +277,17 @@ def score(
     *,
     masks: Sequence[ImageLike | None] | None = None,
     **overrides: Any,
-) -> dict[str, float]:
-    """The seed's objective for ``image`` at its own size: each term, the weights and the total."""
+) -> dict[str, Any]:
+    """The objective for ``image`` at its own size: each seed term, the weights applied, the total."""
     img = _as_image(image, "image")
     s = dataclasses.replace(settings or Settings(), size=max(img.shape[-2:]), **overrides).resolved()
-    device = resolve_device(s.device)
     style_list = list(styles) if isinstance(styles, list | tuple) else [styles]
-    blend = s.style_blend_weights or (1.0,) * len(style_list)
     h, w = img.shape[-2:]
-    c = resize_to(_as_image(content, "content"), (h, w))
-    style_side = s.style_size or max(16, round(max(h, w) * s.style_scale))
-    st = [_fit(_as_image(x, "style"), style_side).to(device) for x in style_list]
-    if s.preserve_color == "histogram":
-        st = [color.match_color(x, c) for x in st]
-    out_masks = None
-    if masks is not None:
-        out_masks = [None if m is None else resize_to(_as_mask(m), (h, w)).to(device) for m in masks]
-    net = build_network(s, device)
+    problem = Problem.build(resize_to(_as_image(content, "content"), (h, w)), style_list, s, masks)
+    if s.preserve_color == "luminance":
+        img = color.luminance(img)
     with torch.no_grad():
-        objective = Objective(
-            net, c.to(device), st, content_layer=s.content_layer, style_layers=s.style_layers,
-            layer_weights=s.style_layer_weights, blend_weights=blend, alpha=s.content_weight,
-            beta=s.style_weight, gamma=s.tv_weight, output_area=float(h * w), output_masks=out_masks,
-        )  # fmt: skip
-        terms = objective(img.to(device).contiguous(memory_format=torch.channels_last))
-    out = {k: float(v) for k, v in terms.items()}
-    out.update(alpha=s.content_weight, beta=s.style_weight, gamma=s.tv_weight, width=w, height=h)
+        terms = problem.objective_at((h, w))(img.to(problem.device))
+    out: dict[str, Any] = {k: float(v) for k, v in terms.items()}
+    out.update(problem.weights, width=w, height=h, model=s.model)
     return out

@@ -81,6 +81,10 @@ def add_settings_flags(parser: argparse.ArgumentParser, only: Sequence[str] | No
             help_text += f" (default: {default})"
         elif f.name in ("content_weight", "style_weight", "tv_weight", "content_layer", "style_layers"):
             help_text += " (default: the model's)"
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)  # fmt: skip
+            continue
         parser.add_argument(
             flag, dest=f.name, type=_flag_type(hints[f.name]), default=argparse.SUPPRESS,
             choices=CHOICES.get(f.name), help=help_text, metavar=None if f.name in CHOICES else f.name.upper(),
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif)")
     add_settings_flags(p)
     p.add_argument("--mask", action="append", default=None, metavar="FILE",
-                   help="one per style, in order: where in the content that style applies (white); 'none' for no mask")  # fmt: skip
+                   help="one per style, in order: where that style applies (white); 'none' for no mask")  # fmt: skip
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_<iteration> every N evaluations")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")

@@ -26,28 +26,22 @@ class ModelDefaults:
 
 
 # Seed: content = conv3_4 activated (relu3_4); style = the outputs feeding each max-pool.
-# Layer weights fall with depth (the seed asks for that without giving numbers): halving per block
-# keeps the fine brush texture of the first layers dominant while the deep layers still
-# arrange it. α, β, γ are tuned by eye on vgg16-hed at 512 px (see docs/experiments.md). The
-# ImageNet models take inputs ~57x smaller than the Caffe-trained HED network (std-normalised
-# instead of 0-255), so their activations are smaller; style grows with activation⁴ and content
-# with activation², so their β is scaled by 57² relative to α. That estimate could not be checked
-# by eye here (no ImageNet weights offline).
+# Layer weights fall with depth, halving per block (the seed asks for falling weights without
+# numbers): fine brush texture leads while the deep layers still arrange it. They act on terms
+# that are normalised per image pair by default (Settings.normalize), so one set of α, β, γ suits
+# every network; β = 100 was chosen by eye on vgg16-hed (docs/experiments.md shows the sweep).
 _LAYER_WEIGHTS = (1.0, 0.5, 0.25, 0.125, 0.0625)
 _SEED_STYLE_VGG19 = ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4")
 _SEED_STYLE_VGG16 = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
-_CAFFE_TO_IMAGENET = 57.0**2
+CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT = 1.0, 100.0, 1.0
 
 MODEL_DEFAULTS: dict[str, ModelDefaults] = {
-    "vgg16-hed": ModelDefaults("vgg16", "relu3_3", _SEED_STYLE_VGG16, _LAYER_WEIGHTS, 1.0, 1e-6, 1e2),
-    "vgg16": ModelDefaults(
-        "vgg16", "relu3_3", _SEED_STYLE_VGG16, _LAYER_WEIGHTS, 1.0, 1e-6 * _CAFFE_TO_IMAGENET,
-        1e2 / _CAFFE_TO_IMAGENET,
-    ),
-    "vgg19": ModelDefaults(
-        "vgg19", "relu3_4", _SEED_STYLE_VGG19, _LAYER_WEIGHTS, 1.0, 1e-6 * _CAFFE_TO_IMAGENET,
-        1e2 / _CAFFE_TO_IMAGENET,
-    ),
+    "vgg19": ModelDefaults("vgg19", "relu3_4", _SEED_STYLE_VGG19, _LAYER_WEIGHTS, CONTENT_WEIGHT, STYLE_WEIGHT,
+                           TV_WEIGHT),
+    "vgg16": ModelDefaults("vgg16", "relu3_3", _SEED_STYLE_VGG16, _LAYER_WEIGHTS, CONTENT_WEIGHT, STYLE_WEIGHT,
+                           TV_WEIGHT),
+    "vgg16-hed": ModelDefaults("vgg16", "relu3_3", _SEED_STYLE_VGG16, _LAYER_WEIGHTS, CONTENT_WEIGHT,
+                               STYLE_WEIGHT, TV_WEIGHT),
 }  # fmt: skip
 
 # Named layer presets for --style-layers / --content-layer ("seed" is the default).
@@ -112,6 +106,9 @@ class Settings:
     weights: str | None = field(default=None, metadata={"help": "weights file, or 'random' (seeded, for tests only)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA, then MPS, then CPU), cpu, cuda, mps"})
     seed: int = field(default=0, metadata={"help": "seed for noise init and random weights"})
+    normalize: bool = field(
+        default=True, metadata={"help": "scale each term by its size for this image pair (off: the seed's raw terms)"}
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}

@@ -117,6 +117,9 @@ class VGGFeatures(nn.Module):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map an RGB batch in ``[0, 1]``, shape ``(B, 3, H, W)``, to ``{tap: activation}``."""
         x = (image - self.mean) / self.std
+        if self.features[0].weight.is_contiguous(memory_format=torch.channels_last):
+            # A channels-last network wants channels-last input (faster oneDNN/cuDNN kernels).
+            x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.taps)
         out: dict[str, torch.Tensor] = {}
         for name, module in zip(self.names, self.features):

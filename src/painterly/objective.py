@@ -140,6 +140,21 @@ class Objective:
                 per_layer.append(entries)
         return per_layer
 
+    def _layer_term(self, f: torch.Tensor, targets: list[StyleTarget]) -> torch.Tensor:
+        area = f.shape[-2] * f.shape[-1] * self.area_ratio
+        term = f.new_zeros(())
+        for t in targets:
+            mask = None if t.mask is None else resize_mask(t.mask, f.shape[-2:])
+            # Compare per-pixel Grams scaled to the output's H·W: the seed's G and A.
+            part = style_loss(gram_per_pixel(f, mask) * area, t.a * area, area)
+            term = term + (part if mask is None else part * mask.mean())  # a region counts by its share
+        return term
+
+    def style_terms(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """L_style^l for each style tap, unweighted."""
+        feats = self.net(image)
+        return [self._layer_term(feats[layer], t) for layer, t in zip(self.style_layers, self.targets)]
+
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three terms and the weighted total for ``image`` (B, 3, H, W) in [0, 1]."""
         feats = self.net(image)
@@ -148,16 +163,7 @@ class Objective:
         style = zero
         if self.beta > 0:
             for layer, w, targets in zip(self.style_layers, self.layer_weights, self.targets):
-                f = feats[layer]
-                area = f.shape[-2] * f.shape[-1] * self.area_ratio
-                for t in targets:
-                    mask = None if t.mask is None else resize_mask(t.mask, f.shape[-2:])
-                    # Compare per-pixel Grams scaled to the output's H·W: the seed's G and A.
-                    g = gram_per_pixel(f, mask) * area
-                    term = style_loss(g, t.a * area, area)
-                    if mask is not None:
-                        term = term * mask.mean()  # each region counts by the share it covers
-                    style = style + w * term
+                style = style + w * self._layer_term(feats[layer], targets)
         tv = tv_loss(image) if self.gamma > 0 else zero
         total = self.alpha * content + self.beta * style + self.gamma * tv
         return {"content": content, "style": style, "tv": tv, "total": total}

@@ -124,7 +124,7 @@ def run_scales(
         elif tuple(image.shape[-2:]) != plan.size:
             image = upsample(image, plan.size)
         device = objective.content_target.device if objective.content_target is not None else None
-        x = image.detach().to(device=device).contiguous(memory_format=torch.channels_last)
+        x = image.detach().to(device=device).contiguous()  # L-BFGS flattens grads: keep NCHW
         x.requires_grad_(True)
         good = x.detach().clone()
         opt = make_optimizer(optimizer, x, lr * pos.lr_factor, history_size)
@@ -171,7 +171,7 @@ def run_scales(
             good = evaluated
             pos.done += 1
             pos.iteration += 1
-            losses = {k: float(v) for k, v in last.items()}
+            losses = {k: float(v.detach()) for k, v in last.items()}
             history.append({"iteration": pos.iteration, "scale": index, "time": time.perf_counter() - start, **losses})
             if callback is not None:
                 callback(
