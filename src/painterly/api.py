@@ -52,7 +52,22 @@ def _as_image(value: ImageLike, what: str, max_pixels: int | None = None) -> tor
             raise InputError(f"{what} tensor must have shape (1, 3, H, W), got {tuple(value.shape)}")
         return value.float().clamp(0, 1)
     kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-    return load_image(value, **kwargs)
+    return load_image(example_path(value), **kwargs)
+
+
+EXAMPLES = Path(__file__).parent / "examples"
+
+
+def example_path(value: str | Path) -> str | Path:
+    """``example:NAME`` names an image shipped with painterly (see ``painterly/examples``)."""
+    if isinstance(value, str) and value.startswith("example:"):
+        name = value.removeprefix("example:")
+        matches = sorted(EXAMPLES.glob(f"{name}.*")) if name and "/" not in name else []
+        if not matches:
+            known = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.jpg")))
+            raise InputError(f"no shipped example {name!r}; examples: {known}")
+        return matches[0]
+    return value
 
 
 def _as_mask(value: ImageLike | None) -> torch.Tensor | None:
