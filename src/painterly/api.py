@@ -126,8 +126,8 @@ class Problem:
         if s.preserve_color == "histogram":
             style_full = [color.match_color(x, content) for x in style_full]
         if s.preserve_color == "luminance":
+            style_full = [color.match_luminance(x, content) for x in style_full]
             content = color.luminance(content)
-            style_full = [color.luminance(x) for x in style_full]
         mask_list = [_as_mask(m) for m in masks] if masks is not None else None
         net = build_network(s, device)
         problem = cls(s, net, content, style_full, tuple(blend), mask_list, {}, device)
@@ -135,13 +135,18 @@ class Problem:
         return problem
 
     def _style_images(self, size: tuple[int, int]) -> list[torch.Tensor]:
-        side = self.settings.style_size or max(16, round(max(size) * self.settings.style_scale))
+        """The styles at this scale: longest side = style size (default output size × style scale)
+        times this scale's share of the output, so strokes keep their size relative to the output
+        at every scale of the pyramid."""
+        s = self.settings
+        final = s.style_size or s.size * s.style_scale
+        side = max(16, round(final * max(size) / max(self.content.shape[-2:])))
         return [_fit(x, side).to(self.device) for x in self.styles]
 
     def _objective(self, size: tuple[int, int], alpha, beta, gamma, layer_weights) -> Objective:
         s = self.settings
         out_masks = None
-        if self.masks is not None:
+        if self.masks is not None and any(m is not None for m in self.masks):  # all None: a plain blend
             out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
         height, width = self.content.shape[-2:]
         return Objective(

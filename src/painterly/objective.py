@@ -75,10 +75,12 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass
 class StyleTarget:
-    """One style tap's target: per-pixel Gram ``a`` and, for guided transfer, the output's mask."""
+    """One style tap's target: per-pixel Gram ``a``, for guided transfer the output's mask (``None``:
+    everywhere), and the weight of its style relative to an equal blend."""
 
     a: torch.Tensor
     mask: torch.Tensor | None = None
+    weight: float = 1.0
 
 
 class Objective:
@@ -130,13 +132,17 @@ class Objective:
                 a = sum(w * gram_per_pixel(f[layer]) for w, f in zip(weights, feats))
                 per_layer.append([StyleTarget(a)])
             else:
+                # Guided (Gatys et al. 2017): one term per style, its Gram taken under its output mask
+                # (None: the whole image); the target is the style's Gram under its own mask, or over
+                # the whole style image when it has none. Positions under no mask get no style term.
+                # Blend weights scale each style's term relative to an equal blend (n·w = 1 each).
                 entries = []
-                for f, smask, omask in zip(feats, style_masks or [None] * len(feats), output_masks):
-                    if omask is None:
+                for f, w, smask, omask in zip(feats, weights, style_masks or [None] * len(feats), output_masks):
+                    if w == 0:
                         continue
                     fl = f[layer]
                     sm = None if smask is None else resize_mask(smask, fl.shape[-2:])
-                    entries.append(StyleTarget(gram_per_pixel(fl, sm), omask))
+                    entries.append(StyleTarget(gram_per_pixel(fl, sm), omask, w * len(feats)))
                 per_layer.append(entries)
         return per_layer
 
@@ -146,7 +152,7 @@ class Objective:
         for t in targets:
             mask = None if t.mask is None else resize_mask(t.mask, f.shape[-2:])
             # Compare per-pixel Grams scaled to the output's H·W: the seed's G and A.
-            part = style_loss(gram_per_pixel(f, mask) * area, t.a * area, area)
+            part = style_loss(gram_per_pixel(f, mask) * area, t.a * area, area) * t.weight
             term = term + (part if mask is None else part * mask.mean())  # a region counts by its share
         return term
 
