@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif)")
     add_settings_flags(p)
     p.add_argument("--mask", action="append", default=None, metavar="FILE",
-                   help="one per style, in order: where that style applies (white); 'none' for no mask")  # fmt: skip
+                   help="one per style, in order: where that style applies (white); 'none' = everywhere")  # fmt: skip
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_<iteration> every N evaluations")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
