@@ -126,6 +126,8 @@ class Settings:
         content_layer = self.content_layer or d.content_layer
         content_layer = CONTENT_PRESETS[arch].get(content_layer, content_layer)
         style_layers: tuple[str, ...] = self.style_layers or d.style_layers
+        if isinstance(style_layers, str):  # from Python: style_layers="gatys" or "relu1_1,relu2_1"
+            style_layers = tuple(n.strip() for n in style_layers.split(",") if n.strip())
         if len(style_layers) == 1 and style_layers[0] in STYLE_PRESETS[arch]:
             style_layers = STYLE_PRESETS[arch][style_layers[0]]
         layer_weights = self.style_layer_weights
