@@ -1,0 +1,267 @@
+"""The job queue: worker threads run the engine one job at a time (by default), in order.
+
+Waiting jobs sit in a FIFO shared by ``workers`` threads; the database holds the same order, so a
+restarted server picks the queue up again (a job that was *running* when the server stopped is
+marked interrupted instead). Progress goes to a :class:`Broker` that fans events out to the
+server-sent-event streams; steps are throttled so a fast run cannot flood a browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PainterlyError
+from . import engine
+from .store import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, Store
+
+log = logging.getLogger(__name__)
+
+STEP_EVENT_INTERVAL = 0.1  # s between step events to the page (points in between are batched)
+PREVIEW_INTERVAL = 0.25  # s between preview JPEGs: at most 4 per second
+SUBSCRIBER_BACKLOG = 1000  # events a slow page may fall behind before it loses some
+
+
+class Broker:
+    """Thread-safe fan-out of events to asyncio subscribers (one queue per open stream)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
+
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        with self._lock:
+            self._subscribers.append((asyncio.get_running_loop(), queue))
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        with self._lock:
+            self._subscribers = [(lp, q) for lp, q in self._subscribers if q is not queue]
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for loop, queue in subscribers:
+            try:
+                loop.call_soon_threadsafe(_offer, queue, (kind, data))
+            except RuntimeError:  # that stream's event loop has closed
+                self.unsubscribe(queue)
+
+
+def _offer(queue: asyncio.Queue, event: tuple[str, dict]) -> None:
+    if not queue.full():
+        queue.put_nowait(event)
+
+
+@dataclass
+class Live:
+    """What the page needs of a running job that is not (yet) in the database."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: dict[str, Any] = field(default_factory=dict)
+    history: list[list[float]] = field(default_factory=list)  # [iteration, total, content, style, tv]
+    preview: bytes | None = None
+    preview_version: int = 0
+    sent_points: int = 0
+    last_event: float = 0.0
+    last_preview: float = 0.0
+    cancelled: bool = False
+
+
+class JobQueue:
+    """Runs queued jobs on ``workers`` threads and reports every change to ``broker``."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        resolve_inputs: Callable[[dict], tuple[Path, list[Path]]],
+        results_dir: Path,
+        runner: engine.Runner = engine.run_engine,
+        workers: int = 1,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.resolve_inputs = resolve_inputs
+        self.results_dir = results_dir
+        self.runner = runner
+        self.workers = workers
+        self._waiting: deque[str] = deque()
+        self._live: dict[str, Live] = {}
+        self._cond = threading.Condition()
+        self._closing = False
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Mark jobs a previous server left running as interrupted, re-queue the waiting ones."""
+        self.store.mark_interrupted()
+        with self._cond:
+            self._waiting.extend(self.store.queued_ids())
+        for n in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"painterly-studio-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop running jobs (they are recorded as interrupted) and end the worker threads."""
+        with self._cond:
+            self._closing = True
+            for live in self._live.values():
+                live.stop.set()
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # requests from the web side ------------------------------------------------------------------
+
+    def submit(self, job_id: str) -> None:
+        with self._cond:
+            self._waiting.append(job_id)
+            self._cond.notify()
+        self._announce(job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a waiting or running job; False if it is neither."""
+        with self._cond:
+            if job_id in self._waiting:
+                self._waiting.remove(job_id)
+                self.store.update_job(job_id, status=CANCELLED, finished=time.time())
+            elif job_id in self._live:
+                self._live[job_id].cancelled = True
+                self._live[job_id].stop.set()
+                return True
+            else:
+                return False
+        self._announce(job_id)
+        return True
+
+    def position(self, job_id: str) -> int | None:
+        """1 for the next job to start, 2 for the one after, ...; None if not waiting."""
+        with self._cond:
+            try:
+                return self._waiting.index(job_id) + 1
+            except ValueError:
+                return None
+
+    def positions(self) -> dict[str, int]:
+        with self._cond:
+            return {job_id: n + 1 for n, job_id in enumerate(self._waiting)}
+
+    def live(self, job_id: str) -> Live | None:
+        with self._cond:
+            return self._live.get(job_id)
+
+    def describe(self, job: dict[str, Any], history: bool = False) -> dict[str, Any]:
+        """The record the page sees: the stored job plus queue position and live progress."""
+        public = {k: v for k, v in job.items() if k not in ("seq", "result", "history")}
+        public["position"] = self.position(job["id"])
+        live = self.live(job["id"])
+        public["progress"] = dict(live.progress) if live and live.progress else None
+        public["preview"] = live.preview_version if live and live.preview else None
+        public["has_result"] = bool(job.get("result"))
+        if history:
+            public["history"] = list(live.history) if live else (job.get("history") or [])
+        return public
+
+    def _announce(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        if job is not None:
+            self.broker.publish("job", self.describe(job))
+        self.broker.publish("queue", {"positions": self.positions()})
+
+    # the worker side -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                job_id = self._waiting.popleft()
+                live = self._live[job_id] = Live()
+            try:
+                self._run(job_id, live)
+            finally:
+                with self._cond:
+                    del self._live[job_id]
+                self._announce(job_id)
+
+    def _run(self, job_id: str, live: Live) -> None:
+        job = self.store.get_job(job_id)
+        if job is None:  # deleted while waiting
+            return
+        self.store.update_job(job_id, status=RUNNING, started=time.time())
+        self._announce(job_id)
+        try:
+            content, styles = self.resolve_inputs(job)
+            settings = engine.settings_from_record(job["settings"])
+            outcome = self.runner(content, styles, settings, lambda step: self._on_step(job_id, live, step), live.stop)
+        except Exception as err:  # noqa: BLE001 - any failure is reported on the job, never kills the worker
+            if not isinstance(err, PainterlyError):  # a bug: keep its traceback for the server's log
+                log.exception("job %s failed", job_id)
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self.store.update_job(job_id, status=FAILED, error=message, finished=time.time(), history=live.history)
+            return
+        self._flush_steps(job_id, live)
+        if outcome.interrupted:
+            status = CANCELLED if live.cancelled else INTERRUPTED
+        else:
+            status = DONE
+        result = None
+        if outcome.image is not None:
+            path = self.results_dir / f"{job_id}.png"
+            engine.save_result(outcome.image, path)
+            result = path.name
+        self.store.update_job(
+            job_id,
+            status=status,
+            finished=time.time(),
+            result=result,
+            losses=outcome.losses,
+            history=live.history,
+            seconds=outcome.seconds,
+            error=outcome.message or None,
+        )
+
+    def _on_step(self, job_id: str, live: Live, step: Any) -> None:
+        losses = {k: float(v) for k, v in step.losses.items()}
+        live.history.append(
+            [step.iteration, losses.get("total", 0.0), losses.get("content", 0.0), losses.get("style", 0.0),
+             losses.get("tv", 0.0)]
+        )  # fmt: skip
+        left = step.elapsed / step.iteration * (step.total - step.iteration) if step.iteration else None
+        live.progress = {
+            "iteration": step.iteration,
+            "total": step.total,
+            "scale": step.scale,
+            "scales": step.scales,
+            "size": list(step.size),
+            "elapsed": step.elapsed,
+            "eta": left,
+            "losses": losses,
+        }
+        now = time.monotonic()
+        if now - live.last_preview >= PREVIEW_INTERVAL:
+            live.preview = engine.jpeg_bytes(step.image)
+            live.preview_version += 1
+            live.last_preview = now
+        if now - live.last_event >= STEP_EVENT_INTERVAL or step.iteration == step.total:
+            self._flush_steps(job_id, live)
+
+    def _flush_steps(self, job_id: str, live: Live) -> None:
+        points = live.history[live.sent_points :]
+        live.sent_points = len(live.history)
+        live.last_event = time.monotonic()
+        preview = live.preview_version if live.preview else None
+        self.broker.publish("step", {"id": job_id, "progress": live.progress, "points": points, "preview": preview})
