@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ import torch
 from . import color
 from .config import Settings
 from .device import resolve_device
-from .errors import InputError
+from .errors import InputError, OutOfMemory
 from .image import load_image, resize, resize_to
 from .network import VGGFeatures
 from .objective import Objective
@@ -221,8 +223,10 @@ def stylize(
     style_list = list(styles) if isinstance(styles, list | tuple) else [styles]
     torch.manual_seed(s.seed)
     content_full = _fit(_as_image(content, "content", s.max_pixels), s.size)
-    problem = Problem.build(content_full, style_list, s, masks)
     height, width = content_full.shape[-2:]
+    at = [(height, width)]  # the size being worked on, for an out-of-memory message
+    with _memory_guard(at):
+        problem = Problem.build(content_full, style_list, s, masks)
     plans = []
     for longest in s.scale_sizes():
         h, w = _scaled(height, width, longest)
@@ -239,7 +243,7 @@ def stylize(
         if s.init == "noise":
             gen = torch.Generator().manual_seed(s.seed)
             return torch.rand((1, 3, *size), generator=gen)
-        start = resize_to(_as_image(s.init, "init image"), size)
+        start = resize_to(_as_image(s.init, "init image", s.max_pixels), size)
         return color.luminance(start) if s.preserve_color == "luminance" else start
 
     emit = callback
@@ -248,10 +252,19 @@ def stylize(
         def emit(step: Step) -> None:
             callback(dataclasses.replace(step, image=color.with_chroma_of(step.image, content_full)))
 
-    out = run_scales(
-        plans, lambda i: problem.objective_at(plans[i].size), init, optimizer=s.optimizer, lr=s.learning_rate,
-        history_size=s.history_size, callback=emit, stop=stop, resume=resume,
-    )  # fmt: skip
+    inputs = _fingerprint(problem)
+    if resume is not None:
+        _check_resume_inputs(resume, inputs, plans)
+
+    def objective(index: int) -> Objective:
+        at[0] = plans[index].size
+        return problem.objective_at(plans[index].size)
+
+    with _memory_guard(at):
+        out = run_scales(
+            plans, objective, init, optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size,
+            callback=emit, stop=stop, resume=resume,
+        )  # fmt: skip
     image = out.image
     if s.preserve_color == "luminance":
         image = color.with_chroma_of(image, content_full)
@@ -260,6 +273,7 @@ def stylize(
         checkpoint = {
             "version": CHECKPOINT_VERSION,
             "settings": _resume_key(s),
+            "inputs": inputs,
             "position": dataclasses.asdict(out.position),
             "params": out.params,
             "optimizer": out.optimizer_state,
@@ -287,6 +301,46 @@ def _check_resume(checkpoint: dict[str, Any], s: Settings) -> None:
     diff = [k for k in now if saved.get(k) != now[k]]
     if diff:
         raise InputError(f"the checkpoint was made with other settings ({', '.join(diff)}); resume with the same ones")
+
+
+def _fingerprint(problem: Problem) -> str:
+    """A hash of the images as the network sees them: a checkpoint resumes only the same inputs."""
+    digest = hashlib.sha256()
+    for t in [problem.content, *problem.styles, *(m for m in problem.masks or () if m is not None)]:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_resume_inputs(checkpoint: dict[str, Any], inputs: str, plans: list[ScalePlan]) -> None:
+    if checkpoint.get("inputs") != inputs:
+        raise InputError("the checkpoint was made from other content, style or mask images; resume with the same ones")
+    scale = checkpoint["position"]["scale"]
+    params = checkpoint["params"]
+    if scale >= len(plans) or tuple(params.shape[-2:]) != plans[scale].size:
+        raise InputError("the checkpoint does not fit this run's scales; resume with the same settings")
+
+
+@contextlib.contextmanager
+def _memory_guard(at: list[tuple[int, int]]):
+    """Turn running out of memory into :class:`OutOfMemory` naming the size ``at[0]`` being worked on.
+
+    CUDA raises ``torch.OutOfMemoryError``; the CPU allocator a plain ``RuntimeError`` ("can't
+    allocate memory"); MPS a ``RuntimeError`` ("out of memory"); numpy and Python ``MemoryError``.
+    """
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        text = str(err)
+        oom = isinstance(err, MemoryError | torch.cuda.OutOfMemoryError)
+        if not (oom or "out of memory" in text or "can't allocate memory" in text):
+            raise
+        height, width = at[0]
+        smaller = max(16, round(max(height, width) / 2**0.5))  # half the pixels
+        raise OutOfMemory(
+            f"out of memory at {width}x{height} px ({type(err).__name__}); try a smaller --size (e.g. {smaller}), "
+            "a smaller --history-size (e.g. 5) or --optimizer adam, which keep less state"
+        ) from err
 
 
 def score(
