@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,8 +143,13 @@ class Problem:
         at every scale of the pyramid."""
         s = self.settings
         final = s.style_size or s.size * s.style_scale
-        side = max(16, round(final * max(size) / max(self.content.shape[-2:])))
-        return [_fit(x, side).to(self.device) for x in self.styles]
+        side = final * max(size) / max(self.content.shape[-2:])
+        out = []
+        for x in self.styles:
+            # Never smaller than the network can take: the shorter side keeps at least min_size.
+            least = self.net.min_size * max(x.shape[-2:]) / min(x.shape[-2:])
+            out.append(_fit(x, max(round(side), math.ceil(least))).to(self.device))
+        return out
 
     def _objective(self, size: tuple[int, int], alpha, beta, gamma, layer_weights) -> Objective:
         s = self.settings
