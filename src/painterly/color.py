@@ -9,9 +9,10 @@ Two ways to keep the content's colours, ``--preserve-color luminance`` and ``his
 * **histogram**: before stylising, the style image's colours are matched to the content's. First
   the linear map of the paper (mean and covariance: x' = C_c^½ C_s^-½ (x − μ_s) + μ_c, symmetric
   square roots, the "image analogies" variant) carries the style's colour axes onto the content's;
-  then each channel's histogram is matched exactly. The linear map alone must clip to [0, 1] and
-  then misses its own target; the histogram step lands inside [0, 1] by construction, matches
-  every per-channel statistic exactly and keeps the covariance close (see tests/test_color.py).
+  then each channel's histogram is matched. The linear map alone must clip to [0, 1] and then
+  misses its own target; the histogram step lands inside [0, 1] by construction, gives each
+  channel the content's distribution (up to ties and one quantile step) and keeps the covariance
+  close: within 2-4 % on the shipped pictures, against 7-17 % for histograms alone.
 """
 
 from __future__ import annotations
