@@ -20,7 +20,7 @@ from .config import Settings
 from .device import resolve_device
 from .errors import InputError, OutOfMemory
 from .image import load_image, resize, resize_to
-from .network import VGGFeatures
+from .network import VGGFeatures, layer_names
 from .objective import Objective
 from .optimize import CHECKPOINT_VERSION, ScalePlan, Step, run_scales
 
@@ -230,18 +230,19 @@ def stylize(
     torch.manual_seed(s.seed)
     content_full = _fit(_as_image(content, "content", s.max_pixels), s.size)
     height, width = content_full.shape[-2:]
+    plans = []
+    for longest in s.scale_sizes():  # checked before any work: a too-small scale fails inside the network
+        h, w = _scaled(height, width, longest)
+        if min(h, w) < _min_side(s):
+            name = "the content" if isinstance(content, torch.Tensor) else f"content {content}"
+            raise InputError(
+                f"at {longest} px {name} is {w}x{h}, smaller than the {_min_side(s)} px the network needs; "
+                "raise --size or --start-size"
+            )
+        plans.append(ScalePlan((h, w), s.iterations if longest == s.size else s.coarse_iterations))
     at = [(height, width)]  # the size being worked on, for an out-of-memory message
     with _memory_guard(at):
         problem = Problem.build(content_full, style_list, s, masks)
-    plans = []
-    for longest in s.scale_sizes():
-        h, w = _scaled(height, width, longest)
-        if min(h, w) < problem.net.min_size:
-            raise InputError(
-                f"at {longest} px the image is {w}x{h}, smaller than the {problem.net.min_size} px the network "
-                f"needs; raise --size or --start-size"
-            )
-        plans.append(ScalePlan((h, w), s.iterations if longest == s.size else s.coarse_iterations))
 
     def init(size: tuple[int, int]) -> torch.Tensor:
         if s.init == "content":
@@ -287,6 +288,13 @@ def stylize(
         }
     return Result(image, out.losses, out.history, out.position.elapsed, out.position.iteration, s,
                   problem.weights, out.interrupted, out.message, checkpoint)  # fmt: skip
+
+
+def _min_side(s: Settings) -> int:
+    """``VGGFeatures.min_size`` for these settings, known before the network is built."""
+    names = layer_names(s.model_defaults().arch)
+    depth = max(names.index(t) for t in (s.content_layer, *s.style_layers)) + 1
+    return 2 ** sum(1 for n in names[:depth] if n.startswith("pool"))
 
 
 def _scaled(height: int, width: int, longest: int) -> tuple[int, int]:
@@ -363,6 +371,8 @@ def score(
     s = dataclasses.replace(settings or Settings(), size=max(img.shape[-2:]), **overrides).resolved()
     style_list = list(styles) if isinstance(styles, list | tuple) else [styles]
     h, w = img.shape[-2:]
+    if min(h, w) < _min_side(s):
+        raise InputError(f"the image is {w}x{h}, smaller than the {_min_side(s)} px the network needs")
     problem = Problem.build(resize_to(_as_image(content, "content"), (h, w)), style_list, s, masks)
     if s.preserve_color == "luminance":
         img = color.luminance(img)
