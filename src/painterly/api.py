@@ -231,13 +231,15 @@ def stylize(
     content_full = _fit(_as_image(content, "content", s.max_pixels), s.size)
     height, width = content_full.shape[-2:]
     plans = []
-    for longest in s.scale_sizes():  # checked before any work: a too-small scale fails inside the network
+    sizes = s.scale_sizes()
+    for longest in sizes:  # checked before any work: a too-small scale fails inside the network
         h, w = _scaled(height, width, longest)
         if min(h, w) < _min_side(s):
+            if longest != sizes[-1]:
+                continue  # a very wide or tall picture starts its pyramid at the first scale it fits
             name = "the content" if isinstance(content, torch.Tensor) else f"content {content}"
             raise InputError(
-                f"at {longest} px {name} is {w}x{h}, smaller than the {_min_side(s)} px the network needs; "
-                "raise --size or --start-size"
+                f"at {longest} px {name} is {w}x{h}, smaller than the {_min_side(s)} px the network needs; raise --size"
             )
         plans.append(ScalePlan((h, w), s.iterations if longest == s.size else s.coarse_iterations))
     at = [(height, width)]  # the size being worked on, for an out-of-memory message
