@@ -185,7 +185,9 @@ class Problem:
             return {"alpha": s.content_weight, "beta": s.style_weight, "gamma": s.tv_weight,
                     "layer_weights": list(s.style_layer_weights)}  # fmt: skip
         height, width = self.content.shape[-2:]
-        ref = _scaled(height, width, min(NORMALIZE_REFERENCE, max(height, width)))
+        longest = min(NORMALIZE_REFERENCE, max(height, width))
+        longest = max(longest, math.ceil(self.net.min_size * max(height, width) / min(height, width)))  # thin ones
+        ref = _scaled(height, width, longest)
         ones = [1.0] * len(s.style_layers)
         with torch.no_grad():
             objective = self._objective(ref, 1.0, 1.0, 0.0, ones)
