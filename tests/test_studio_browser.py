@@ -20,11 +20,12 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from painterly.studio import create_app  # noqa: E402
 from test_studio_api import png_bytes  # noqa: E402
-from test_studio_jobs import live_server  # noqa: E402
+from test_studio_jobs import live_server, one_torch_thread  # noqa: E402, F401 (a fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
 ]
 TIMEOUT_MS = 40_000
@@ -38,7 +39,8 @@ WATCH_STAGE = """() => {
 
 
 @pytest.fixture
-def page(tmp_path):
+def page(tmp_path, monkeypatch):
+    monkeypatch.setattr("painterly.studio.jobs.PREVIEW_INTERVAL", 0.0)  # a preview for every step
     with live_server(create_app(tmp_path / "data")) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
@@ -79,7 +81,7 @@ def test_paint_watch_download_and_cancel(page, tmp_path):
     page.set_input_files("#style-file", str(tmp_path / "style.png"))
     page.wait_for_selector("#content-thumbs figure")
     page.wait_for_selector("#style-thumbs figure")
-    set_fields(page, size=48, iterations=60, weights="random", model="vgg16")
+    set_fields(page, size=48, iterations=30, weights="random", model="vgg16")
     page.evaluate(WATCH_STAGE)
 
     page.click("#start")
@@ -88,7 +90,7 @@ def test_paint_watch_download_and_cancel(page, tmp_path):
     previews = {s for s in sources if "/preview?v=" in s}
     assert len(previews) >= 2, sources  # the live image changed while the job ran
     assert "/result" in page.get_attribute("#stage-img", "src")
-    assert page.evaluate("document.getElementById('stage-img').naturalWidth") == 48
+    page.wait_for_function("document.getElementById('stage-img').naturalWidth === 48")  # the result, loaded
 
     with page.expect_download() as download_info:
         page.click("#download")

@@ -26,6 +26,18 @@ from painterly.studio.store import Store  # noqa: E402
 from test_studio_api import FakeRunner, TestClient, png_bytes, submit, upload, wait_for  # noqa: E402
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run the real engine on one thread: on a shared, busy CPU two threads spin against each other
+    (20 steps at 48 px took 70 s with two threads and 7 s with one on this machine under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @contextmanager
 def live_server(app):
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
@@ -182,6 +194,20 @@ def test_a_new_server_on_the_same_folder_keeps_gallery_and_queue(tmp_path):
     assert again.seeds == [8]
 
 
+def test_time_left_weights_finer_scales_by_their_pixels():
+    from types import SimpleNamespace
+
+    from painterly.config import Settings
+    from painterly.studio.engine import time_left
+
+    settings = Settings(size=256, start_size=128, iterations=60, coarse_iterations=150)  # scales 128, 256
+    coarse = SimpleNamespace(iteration=100, total=210, scale=0, scales=2)
+    assert time_left(settings, coarse, 1.0) == 50 + 60 * (256 / 128) ** 2  # 50 more at 128 px, 60 at 4x the cost
+    assert time_left(settings, SimpleNamespace(iteration=180, total=210, scale=1, scales=2), 2.0) == 60
+    other_plan = SimpleNamespace(iteration=10, total=40, scale=0, scales=1)  # not this plan: the plain rate
+    assert time_left(settings, other_plan, 0.5) == 15
+
+
 def read_events(response, until):
     """Parse a text/event-stream until ``until(kind, data)`` is true; returns all (kind, data)."""
     events, kind = [], None
@@ -195,7 +221,7 @@ def read_events(response, until):
     raise AssertionError("the event stream ended early")
 
 
-def test_real_engine_streams_steps_and_saves_the_result(tmp_path):
+def test_real_engine_streams_steps_and_saves_the_result(tmp_path, one_torch_thread):
     app = create_app(tmp_path / "data")
     with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as http:
         content = http.post("/api/uploads", files={"file": ("c.png", png_bytes(48, 36, seed=1))}).json()["ref"]

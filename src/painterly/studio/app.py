@@ -63,13 +63,13 @@ def examples() -> dict[str, Path]:
 def create_app(
     data_dir: Path | str,
     *,
-    max_upload_mb: float = 20.0,
-    max_pixels: int = 25_000_000,
-    workers: int = 1,
+    max_upload_mb: float,
+    max_pixels: int,
+    workers: int,
     runner: engine.Runner = engine.run_engine,
     allowed_hosts: frozenset[str] | None = None,
 ) -> Starlette:
-    """The studio as an ASGI app keeping everything under ``data_dir``.
+    """The studio as an ASGI app keeping everything under ``data_dir`` (defaults: ``studio.create_app``).
 
     ``allowed_hosts`` are the names the Host header may carry (None: any; :func:`serve` passes the
     loopback names when it listens on loopback).

@@ -67,10 +67,12 @@ class Live:
 
     stop: threading.Event = field(default_factory=threading.Event)
     progress: dict[str, Any] = field(default_factory=dict)
-    history: list[list[float]] = field(default_factory=list)  # [iteration, total, content, style, tv]
+    history: list[list[float]] = field(default_factory=list)  # [iteration, total, content, style, tv, scale]
     preview: bytes | None = None
     preview_version: int = 0
     sent_points: int = 0
+    last_step: tuple[int, float] = (0, 0.0)  # (iteration, elapsed)
+    scale_start: tuple[int, int, float] = (-1, 0, 0.0)  # (scale, iteration, elapsed) just before it began
     last_event: float = 0.0
     last_preview: float = 0.0
     cancelled: bool = False
@@ -206,7 +208,9 @@ class JobQueue:
         try:
             content, styles = self.resolve_inputs(job)
             settings = engine.settings_from_record(job["settings"])
-            outcome = self.runner(content, styles, settings, lambda step: self._on_step(job_id, live, step), live.stop)
+            outcome = self.runner(
+                content, styles, settings, lambda step: self._on_step(job_id, live, settings, step), live.stop
+            )
         except Exception as err:  # noqa: BLE001 - any failure is reported on the job, never kills the worker
             if not isinstance(err, PainterlyError):  # a bug: keep its traceback for the server's log
                 log.exception("job %s failed", job_id)
@@ -234,13 +238,18 @@ class JobQueue:
             error=outcome.message or None,
         )
 
-    def _on_step(self, job_id: str, live: Live, step: Any) -> None:
+    def _on_step(self, job_id: str, live: Live, settings: Any, step: Any) -> None:
         losses = {k: float(v) for k, v in step.losses.items()}
         live.history.append(
             [step.iteration, losses.get("total", 0.0), losses.get("content", 0.0), losses.get("style", 0.0),
-             losses.get("tv", 0.0)]
+             losses.get("tv", 0.0), step.scale]
         )  # fmt: skip
-        left = step.elapsed / step.iteration * (step.total - step.iteration) if step.iteration else None
+        # The rate since this scale began (from the previous scale's last step) predicts best.
+        if live.scale_start[0] != step.scale:
+            live.scale_start = (step.scale, *live.last_step)
+        live.last_step = (step.iteration, step.elapsed)
+        _, first, began = live.scale_start
+        left = engine.time_left(settings, step, (step.elapsed - began) / max(step.iteration - first, 1))
         live.progress = {
             "iteration": step.iteration,
             "total": step.total,

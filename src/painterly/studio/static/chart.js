@@ -65,10 +65,26 @@ function drawLossChart(canvas, rows, total) {
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
-    const it = Math.round(maxX * frac);
-    ctx.fillText(String(it), x(it), pad.top + h + 6);
+  // Iteration ticks at a round step (1, 2 or 5 times a power of ten), about five of them.
+  const raw = maxX / 5;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const tick = [1, 2, 5, 10].map((m) => m * power).find((t) => t >= raw);
+  for (let it = 0; it <= maxX; it += tick) ctx.fillText(String(it), x(it), pad.top + h + 6);
+
+  // A dashed line where the optimiser moves to a finer scale (the losses jump there).
+  ctx.setLineDash([3, 4]);
+  ctx.strokeStyle = "#3a4254";
+  ctx.textAlign = "left";
+  for (let i = 1; i < rows.length; i++) {
+    if (rows[i][5] === rows[i - 1][5]) continue;
+    const xx = Math.round(x(rows[i - 1][0])) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(xx, pad.top);
+    ctx.lineTo(xx, pad.top + h);
+    ctx.stroke();
+    ctx.fillText(`scale ${rows[i][5] + 1}`, xx + 4, pad.top);
   }
+  ctx.setLineDash([]);
 
   for (const [col, , colour] of SERIES) {
     ctx.strokeStyle = colour;
