@@ -221,6 +221,16 @@ def read_events(response, until):
     raise AssertionError("the event stream ended early")
 
 
+def test_closing_the_broker_ends_open_event_streams(tmp_path):
+    app = create_app(tmp_path / "data", runner=FakeRunner())
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        with http.stream("GET", "/api/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 1000"
+            app.state.broker.close()  # what Ctrl-C does before uvicorn's graceful shutdown
+            assert list(lines) == [""]  # the stream ends instead of holding the shutdown up
+
+
 def test_real_engine_streams_steps_and_saves_the_result(tmp_path, one_torch_thread):
     app = create_app(tmp_path / "data")
     with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as http:

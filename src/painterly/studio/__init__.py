@@ -20,7 +20,7 @@ DEFAULT_HOST = "127.0.0.1"  # never the LAN unless asked: the studio has no acco
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 25_000_000  # 25 Mpx: a 6000x4000 photo fits, a decompression bomb does not
-SHUTDOWN_GRACE_SECONDS = 3  # open event streams never end by themselves; stop waiting for them
+SHUTDOWN_GRACE_SECONDS = 1  # open event streams never end by themselves: wait this long, then close them
 
 
 def default_data_dir() -> Path:
@@ -84,19 +84,25 @@ def serve(
     try:  # bind first, so a busy port is one clear line rather than a uvicorn log and exit
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as err:
-        raise PainterlyError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise PainterlyError(f"cannot listen on {host}:{port} ({reason}); pick another --port") from None
     with sock:
         app = create_app(
             data_dir, max_upload_mb=max_upload_mb, max_pixels=max_pixels, workers=workers, allowed_hosts=allowed
         )
         import uvicorn
 
+        class _Server(uvicorn.Server):
+            def handle_exit(self, sig, frame) -> None:  # Ctrl-C or SIGTERM: end the open event streams
+                app.state.broker.close()
+                super().handle_exit(sig, frame)
+
         url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}/"
         if open_browser:
             threading.Timer(1.0, webbrowser.open, (url,)).start()
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
         print(f"painterly studio: {url}  (data in {app.state.data_dir}; Ctrl-C to stop)", file=sys.stderr)  # noqa: T201
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,6 +236,8 @@ def create_app(
                     except asyncio.TimeoutError:  # noqa: UP041 - a different class before Python 3.11
                         yield f": alive {time.time():.0f}\n\n"
                         continue
+                    if kind is None:  # the server is shutting down
+                        return
                     yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
             finally:
                 broker.unsubscribe(subscription)
@@ -273,5 +275,5 @@ def create_app(
     ]
     middleware = [Middleware(SameOrigin, allowed_hosts=allowed_hosts), Middleware(BodyLimit, max_bytes=max_bytes)]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.store, app.state.queue, app.state.data_dir = store, queue, data
+    app.state.store, app.state.queue, app.state.broker, app.state.data_dir = store, queue, broker, data
     return app

@@ -35,18 +35,29 @@ class Broker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
+        self._closed = False
 
     def subscribe(self) -> asyncio.Queue:
+        """A queue of (kind, data) events; ``(None, None)`` means the server is closing."""
         queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_BACKLOG)
         with self._lock:
-            self._subscribers.append((asyncio.get_running_loop(), queue))
+            if self._closed:
+                queue.put_nowait((None, None))
+            else:
+                self._subscribers.append((asyncio.get_running_loop(), queue))
         return queue
+
+    def close(self) -> None:
+        """End every stream, so a server shutting down need not wait for open pages."""
+        with self._lock:
+            self._closed = True
+        self.publish(None, None)
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         with self._lock:
             self._subscribers = [(lp, q) for lp, q in self._subscribers if q is not queue]
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
+    def publish(self, kind: str | None, data: dict[str, Any] | None) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
         for loop, queue in subscribers:
