@@ -50,7 +50,7 @@ def create_app(
         from ..errors import PainterlyError
 
         raise PainterlyError(
-            f"the studio needs its web extras ({err.name} is missing): pip install 'painterly[studio]'"
+            f"the studio needs its web extras ({err.name} is missing): pip install starlette uvicorn python-multipart"
         ) from None
     extra = {"runner": runner} if runner is not None else {}
     return studio_app.create_app(
