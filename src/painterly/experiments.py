@@ -340,7 +340,7 @@ def _matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise InputError("the experiments draw figures with matplotlib, which is missing: pip install matplotlib") from None
+        raise InputError("matplotlib is missing (the figures need it): pip install matplotlib") from None
 
 
 # ------------------------------------------------------------------------------------ command line
