@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import logging
 import math
 import os
 import pickle
@@ -25,10 +24,9 @@ import torch
 
 from . import hed
 from .errors import InputError, WeightsError
-from .hed import Log
+from .hed import Log, _first_line, _note  # one home for the weights modules' message helpers
 from .network import build_features
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -289,14 +287,3 @@ def _is_text(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _first_line(err: object) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _note(log: Log | None, message: str) -> None:
-    logger.info(message)
-    if log is not None:
-        log(message)
