@@ -28,7 +28,6 @@ from .hed import Log, _first_line, _note  # one home for the weights modules' me
 from .network import build_features
 
 
-
 @dataclass(frozen=True)
 class ModelInfo:
     """One choice of ``--model``: the architecture and where its weights come from."""
