@@ -153,11 +153,13 @@ def _read_torch(path: Path, head: bytes) -> object:
     except Exception as err:  # torch raises many types for bad files; all mean "unusable file"
         if _is_text(head):
             problem = "is a text or HTML page, not a weights file (a failed download?)"
-        elif isinstance(err, pickle.UnpicklingError):
+        elif isinstance(err, pickle.UnpicklingError) and (head.startswith(b"\x80") or head.startswith(b"PK")):
             # Never repeat torch's advice to retry with weights_only=False: that runs the code.
             problem = "holds objects other than tensors and was refused (it could run code when loaded)"
         elif head.startswith(b"PK"):
             problem = "is a damaged or truncated torch zip file"
+        elif isinstance(err, pickle.UnpicklingError):
+            problem = "is not a torch weights file (unrecognised bytes)"
         else:
             problem = f"is not a torch weights file ({type(err).__name__}: {_first_line(err)})"
         raise WeightsError(f"weights file {path} {problem}") from err
