@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
 
@@ -23,6 +24,11 @@ CONFIGS: dict[str, list[int | str]] = {
         512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
     ],
 }  # fmt: skip
+
+# Above this many pixels a forward pass that needs a backward keeps only the taps and recomputes
+# the rest during the backward pass (activation checkpointing): ~25 % more arithmetic for half the
+# memory. A 2048x1536 evaluation of vgg16-hed peaks at 6.9 GiB without it (see BENCHMARKS.md).
+RECOMPUTE_ABOVE_PIXELS = 1_500_000
 
 # torchvision's ImageNet normalisation, applied to RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,6 +114,7 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
+        self.recompute_above = RECOMPUTE_ABOVE_PIXELS
 
     @property
     def min_size(self) -> int:
@@ -121,12 +128,39 @@ class VGGFeatures(nn.Module):
             # A channels-last network wants channels-last input (faster oneDNN/cuDNN kernels).
             x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.taps)
+        if x.requires_grad and x.shape[-2] * x.shape[-1] > self.recompute_above:
+            return self._forward_recomputing(x, wanted)
         out: dict[str, torch.Tensor] = {}
         for name, module in zip(self.names, self.features):
             x = module(x)
             if name in wanted:
                 out[name] = x
         return out
+
+    def _forward_recomputing(self, x: torch.Tensor, wanted: set[str]) -> dict[str, torch.Tensor]:
+        """The same taps, keeping only them: each stretch between two taps is re-run in the backward.
+
+        A tap's own ReLU runs outside its stretch: its output is kept anyway (it is the tap), so the
+        stretch's last convolution never has to be re-run.
+        """
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        for end, name in enumerate(self.names):
+            if name not in wanted:
+                continue
+            stop = end if isinstance(self.features[end], nn.ReLU) else end + 1
+            if stop > start:
+                x = checkpoint(self._run, x, start, stop, use_reentrant=False)
+            for module in self.features[stop : end + 1]:
+                x = module(x)
+            out[name] = x
+            start = end + 1
+        return out
+
+    def _run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        for module in self.features[start:stop]:
+            x = module(x)
+        return x
 
 
 def load_features(features: nn.Sequential, state_dict: dict[str, torch.Tensor]) -> None:
