@@ -1,0 +1,58 @@
+"""The fast paths give the same numbers as the plain ones: Gram backward, recomputation, history cap."""
+
+import pytest
+import torch
+
+from painterly import optimize
+from painterly.network import VGGFeatures
+from painterly.objective import gram_matrix
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gram_backward_matches_finite_differences_in_both_layouts(channels_last):
+    torch.manual_seed(0)
+    features = torch.rand(2, 4, 3, 5, dtype=torch.float64)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    features.requires_grad_(True)
+    assert torch.autograd.gradcheck(gram_matrix, (features,))
+
+
+def test_gram_gradient_of_a_channels_last_tensor_stays_channels_last():
+    features = torch.rand(1, 8, 6, 7).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    (grad,) = torch.autograd.grad(gram_matrix(features).sum(), features)
+    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
+    # d/dF Σ_ij G_ij = 2 Σ_j F_j: every channel's gradient is twice the sum over channels
+    assert torch.allclose(grad, 2 * features.detach().sum(dim=1, keepdim=True).expand_as(grad), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "taps", [["relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"], ["conv1_2", "relu1_2", "pool2", "conv3_1"]]
+)
+def test_recomputing_forward_gives_the_same_taps_and_gradient(taps):
+    torch.manual_seed(0)
+    net = VGGFeatures("vgg16", taps).double()
+    for p in net.parameters():
+        p.data.normal_(0, 0.1)
+    image = torch.rand(1, 3, 32, 48, dtype=torch.float64, requires_grad=True)
+    results = []
+    for threshold in (10**9, 0):  # never, always
+        net.recompute_above = threshold
+        out = net(image)
+        loss = sum((i + 1) * v.pow(2).sum() for i, v in enumerate(out.values()))
+        results.append((out, torch.autograd.grad(loss, image)[0]))
+    (plain, g_plain), (recomputed, g_recomputed) = results
+    for tap in taps:
+        assert torch.equal(plain[tap], recomputed[tap])
+    assert torch.allclose(g_plain, g_recomputed, rtol=1e-12, atol=1e-12)
+    assert g_plain.abs().sum() > 0
+
+
+def test_lbfgs_history_shrinks_for_big_images_only(monkeypatch):
+    monkeypatch.setattr(optimize, "LBFGS_HISTORY_BYTES", 2 * 3 * 64 * 64 * 4 * 10)  # 10 pairs at 64x64
+    small = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    big = torch.zeros(1, 3, 64, 128, requires_grad=True)
+    huge = torch.zeros(1, 3, 256, 256, requires_grad=True)
+    assert optimize.make_optimizer("lbfgs", small, 1.0, 20).defaults["history_size"] == 20
+    assert optimize.make_optimizer("lbfgs", big, 1.0, 20).defaults["history_size"] == 5
+    assert optimize.make_optimizer("lbfgs", huge, 1.0, 20).defaults["history_size"] == optimize.MIN_HISTORY
