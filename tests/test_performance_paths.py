@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from painterly import optimize
-from painterly.network import VGGFeatures
+from painterly.errors import InputError
+from painterly.network import VGGFeatures, resolve_precision
 from painterly.objective import gram_matrix
 
 
@@ -56,3 +57,31 @@ def test_lbfgs_history_shrinks_for_big_images_only(monkeypatch):
     assert optimize.make_optimizer("lbfgs", small, 1.0, 20).defaults["history_size"] == 20
     assert optimize.make_optimizer("lbfgs", big, 1.0, 20).defaults["history_size"] == 5
     assert optimize.make_optimizer("lbfgs", huge, 1.0, 20).defaults["history_size"] == optimize.MIN_HISTORY
+
+
+def test_bfloat16_evaluates_only_images_being_optimised_and_returns_float32_taps():
+    torch.manual_seed(0)
+    net = VGGFeatures("vgg16", ["relu1_2", "relu3_3"])
+    for p in net.parameters():
+        p.data.normal_(0, 0.1)
+    image = torch.rand(1, 3, 32, 32)
+    exact = net(image)
+    net.compute_dtype = torch.bfloat16
+    with torch.no_grad():  # targets, normalisers and scores stay exact
+        assert all(torch.equal(v, exact[k]) for k, v in net(image).items())
+    x = image.clone().requires_grad_(True)
+    low = net(x)
+    assert all(v.dtype == torch.float32 for v in low.values())
+    for k, v in low.items():  # bfloat16 keeps ~3 significant digits
+        assert torch.allclose(v, exact[k], rtol=0.05, atol=0.05 * float(exact[k].abs().max()))
+        assert not torch.equal(v, exact[k])
+    sum(v.sum() for v in low.values()).backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32 and x.grad.abs().sum() > 0
+
+
+def test_resolve_precision():
+    assert resolve_precision("float32", torch.device("cpu")) == torch.float32
+    assert resolve_precision("bfloat16", torch.device("cpu")) == torch.bfloat16
+    assert resolve_precision("auto", torch.device("meta")) == torch.float32  # not a CPU: float32
+    with pytest.raises(InputError, match="precision"):
+        resolve_precision("float8", torch.device("cpu"))
