@@ -64,8 +64,13 @@ def test_bfloat16_evaluates_only_images_being_optimised_and_returns_float32_taps
     net = VGGFeatures("vgg16", ["relu1_2", "relu3_3"])
     for p in net.parameters():
         p.data.normal_(0, 0.1)
-    image = torch.rand(1, 3, 32, 32)
+    image = torch.rand(1, 3, 64, 64)
     exact = net(image)
+    net.compute_dtype = torch.bfloat16
+    tiny = torch.rand(1, 3, 16, 16, requires_grad=True)  # below LOW_PRECISION_MIN_PIXELS: float32
+    low_tiny = net(tiny)["relu3_3"]
+    net.compute_dtype = torch.float32
+    assert torch.equal(low_tiny, net(tiny)["relu3_3"])
     net.compute_dtype = torch.bfloat16
     with torch.no_grad():  # targets, normalisers and scores stay exact
         assert all(torch.equal(v, exact[k]) for k, v in net(image).items())
