@@ -20,7 +20,7 @@ from .config import Settings
 from .device import resolve_device
 from .errors import InputError, OutOfMemory
 from .image import load_image, resize, resize_to
-from .network import VGGFeatures, layer_names
+from .network import VGGFeatures, layer_names, resolve_precision
 from .objective import Objective
 from .optimize import CHECKPOINT_VERSION, ScalePlan, Step, run_scales
 
@@ -93,6 +93,7 @@ def build_network(s: Settings, device: torch.device) -> VGGFeatures:
     """The frozen, truncated network a resolved :class:`Settings` asks for."""
     taps = list(dict.fromkeys([s.content_layer, *s.style_layers]))
     net = VGGFeatures(s.model_defaults().arch, taps, _weights(s.model, s.weights, s.seed))
+    net.compute_dtype = resolve_precision(s.precision, device)
     return net.to(device).to(memory_format=torch.channels_last)
 
 

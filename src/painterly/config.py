@@ -105,6 +105,12 @@ class Settings:
     model: str = field(default="vgg19", metadata={"help": "vgg19, vgg16 or vgg16-hed"})
     weights: str | None = field(default=None, metadata={"help": "weights file, or 'random' (seeded, for tests only)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA, then MPS, then CPU), cpu, cuda, mps"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "arithmetic while optimising: auto (bfloat16 on CPUs with AMX, else float32), float32 or bfloat16"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed for noise init and random weights"})
     normalize: bool = field(
         default=True, metadata={"help": "scale each term by its size for this image pair (off: the seed's raw terms)"}
@@ -150,7 +156,7 @@ class Settings:
 
     def validate(self) -> None:
         """Raise a one-line :class:`InputError` for any value out of range."""
-        from .network import check_layers
+        from .network import PRECISIONS, check_layers
 
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -184,6 +190,8 @@ class Settings:
             raise InputError(
                 f"unknown --preserve-color {self.preserve_color!r}; choose one of: {', '.join(PRESERVE_COLOR)}"
             )
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         arch = self.model_defaults().arch
         if self.content_layer is not None:
             check_layers(arch, [self.content_layer])
