@@ -200,7 +200,7 @@ def test_time_left_weights_finer_scales_by_their_pixels():
     from painterly.config import Settings
     from painterly.studio.engine import time_left
 
-    settings = Settings(size=256, start_size=128, iterations=60, coarse_iterations=150)  # scales 128, 256
+    settings = Settings(size=256, start_size=128, scale_step=2.0, iterations=60, coarse_iterations=150)  # 128, 256
     coarse = SimpleNamespace(iteration=100, total=210, scale=0, scales=2)
     assert time_left(settings, coarse, 1.0) == 50 + 60 * (256 / 128) ** 2  # 50 more at 128 px, 60 at 4x the cost
     assert time_left(settings, SimpleNamespace(iteration=180, total=210, scale=1, scales=2), 2.0) == 60
