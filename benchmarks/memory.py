@@ -1,0 +1,76 @@
+"""Peak resident memory of a painterly run by output size, each size in its own process.
+
+``python -m benchmarks.memory SIZE [FINAL_EVALS]`` runs painterly's default settings at SIZE px on the
+final scale only, for a few evaluations: a run's peak is set at its finest scale, not by how many
+scales came before or how long it runs. It prints one JSON line: peak RSS (the kernel's high-water
+mark, VmHWM), seconds, and the L-BFGS history still to come, whose bound is added to give the peak
+of a full-length run.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GIB = 2**30
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "painterly" / "examples"
+
+
+def _high_water_mark() -> int:
+    """This process's peak resident memory in bytes (VmHWM; ru_maxrss where /proc is absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(size: int, final_evaluations: int) -> dict:
+    import torch
+
+    import painterly
+    from painterly.optimize import LBFGS_HISTORY_BYTES, MIN_HISTORY
+
+    start = time.perf_counter()
+    result = painterly.stylize(
+        EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg", model="vgg16-hed", size=size,
+        iterations=final_evaluations, scales=(size,),
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    image_bytes = result.image.numel() * 4
+    pairs = min(result.settings.history_size, max(MIN_HISTORY, LBFGS_HISTORY_BYTES // (2 * image_bytes)))
+    pairs_held = max(0, final_evaluations - 1)  # L-BFGS stores one pair per step after the first
+    return {
+        "size": size,
+        "width": int(result.image.shape[-1]),
+        "height": int(result.image.shape[-2]),
+        "peak_bytes": _high_water_mark(),
+        "history_to_come_bytes": max(0, pairs - pairs_held) * 2 * image_bytes,
+        "history_pairs": int(pairs),
+        "seconds": seconds,
+        "evaluations": result.evaluations,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def measure(size: int, final_evaluations: int = 2, timeout: float = 1800) -> dict:
+    """Run :func:`child` in a fresh interpreter and return its report (``error`` on failure)."""
+    cmd = [sys.executable, "-m", "benchmarks.memory", str(size), str(final_evaluations)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # max over children so far
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"size": size, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    report = json.loads(lines[-1])
+    report["children_peak_bytes"] = children_peak
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 2)))
