@@ -59,7 +59,7 @@ def test_lbfgs_history_shrinks_for_big_images_only(monkeypatch):
     assert optimize.make_optimizer("lbfgs", huge, 1.0, 20).defaults["history_size"] == optimize.MIN_HISTORY
 
 
-def test_bfloat16_evaluates_only_images_being_optimised_and_returns_float32_taps():
+def test_bfloat16_evaluates_only_images_being_optimised_and_returns_its_taps_in_bfloat16():
     torch.manual_seed(0)
     net = VGGFeatures("vgg16", ["relu1_2", "relu3_3"])
     for p in net.parameters():
@@ -76,11 +76,11 @@ def test_bfloat16_evaluates_only_images_being_optimised_and_returns_float32_taps
         assert all(torch.equal(v, exact[k]) for k, v in net(image).items())
     x = image.clone().requires_grad_(True)
     low = net(x)
-    assert all(v.dtype == torch.float32 for v in low.values())
+    assert all(v.dtype == torch.bfloat16 for v in low.values())  # the objective reads them as they are
     for k, v in low.items():  # bfloat16 keeps ~3 significant digits
-        assert torch.allclose(v, exact[k], rtol=0.05, atol=0.05 * float(exact[k].abs().max()))
-        assert not torch.equal(v, exact[k])
-    sum(v.sum() for v in low.values()).backward()
+        assert torch.allclose(v.float(), exact[k], rtol=0.05, atol=0.05 * float(exact[k].abs().max()))
+        assert not torch.equal(v.float(), exact[k])
+    sum(v.float().sum() for v in low.values()).backward()
     assert x.grad is not None and x.grad.dtype == torch.float32 and x.grad.abs().sum() > 0
 
 
@@ -90,3 +90,65 @@ def test_resolve_precision():
     assert resolve_precision("auto", torch.device("meta")) == torch.float32  # not a CPU: float32
     with pytest.raises(InputError, match="precision"):
         resolve_precision("float8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gram_of_bfloat16_features_is_float32_and_exact_to_their_values(channels_last, monkeypatch):
+    from painterly import objective
+
+    monkeypatch.setattr(objective, "GRAM_CHUNK_VALUES", 8 * 5)  # several chunks of 5 positions
+    torch.manual_seed(0)
+    low = torch.randn(2, 8, 6, 7).to(torch.bfloat16)
+    if channels_last:
+        low = low.contiguous(memory_format=torch.channels_last)
+    exact = low.double()
+    got = gram_matrix(low.requires_grad_(True))
+    assert got.dtype == torch.float32
+    # products of bfloat16 values are exact in float32: only float32 summation error remains
+    want = exact.flatten(2) @ exact.flatten(2).transpose(1, 2)
+    assert torch.allclose(got.double(), want, rtol=1e-6, atol=1e-5)
+    weights = torch.randn(2, 8, 8)
+    (grad,) = torch.autograd.grad((got * weights).sum(), low)
+    assert grad.dtype == torch.bfloat16
+    assert grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+    want_grad = ((weights + weights.transpose(1, 2)).double() @ exact.flatten(2)).view_as(exact)
+    assert torch.allclose(grad.double(), want_grad, rtol=0.02, atol=0.02 * float(want_grad.abs().max()))
+
+
+def test_content_loss_of_bfloat16_features_against_a_float32_target():
+    from painterly.objective import content_loss
+
+    torch.manual_seed(0)
+    features = torch.randn(1, 4, 5, 6).to(torch.bfloat16).requires_grad_(True)
+    target = torch.randn(1, 4, 5, 6)
+    loss = content_loss(features, target)
+    diff = features.detach().double() - target.double()
+    assert loss.dtype == torch.float32
+    assert abs(float(loss) - float(diff.pow(2).mean())) < 1e-6
+    (grad,) = torch.autograd.grad(loss, features)
+    assert grad.dtype == torch.bfloat16
+    assert torch.allclose(grad.double(), 2 * diff / diff.numel(), rtol=1e-2, atol=1e-5)
+
+
+def test_reuse_freed_memory_raises_malloc_thresholds_and_trims_even_on_error(monkeypatch):
+    from painterly import device
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append(("mallopt", param, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(device, "_glibc", lambda: FakeLibc())
+    with pytest.raises(KeyboardInterrupt), device.reuse_freed_memory():
+        assert [c[1] for c in calls] == [device._M_MMAP_THRESHOLD, device._M_TRIM_THRESHOLD]
+        raise KeyboardInterrupt
+    assert calls[-1] == ("trim", 0)
+    monkeypatch.setattr(device, "_glibc", lambda: None)  # not glibc: nothing to do, no error
+    with device.reuse_freed_memory():
+        pass

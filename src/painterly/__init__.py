@@ -8,6 +8,9 @@ Importing painterly loads torch and nothing heavier: no web framework, no plotti
 Its one side effect: unless already set, ``MKL_CBWR=AUTO`` asks Intel MKL for the same kernels on
 every run (measured free of cost here), so a seed gives the same pixels and a resumed run equals
 an uninterrupted one. It only takes effect if painterly is imported before torch first runs MKL.
+On Linux, :func:`stylize` also raises glibc's malloc thresholds for the process (freed blocks are
+reused instead of returned and faulted in again, ~20 % of a CPU evaluation) and trims the heap
+when it returns (see :func:`painterly.device.reuse_freed_memory`).
 """
 
 import os

@@ -17,7 +17,7 @@ import torch
 
 from . import color
 from .config import Settings
-from .device import resolve_device
+from .device import resolve_device, reuse_freed_memory
 from .errors import InputError, OutOfMemory
 from .image import load_image, resize, resize_to
 from .network import VGGFeatures, layer_names, resolve_precision
@@ -272,7 +272,7 @@ def stylize(
         at[0] = plans[index].size
         return problem.objective_at(plans[index].size)
 
-    with _memory_guard(at):
+    with _memory_guard(at), reuse_freed_memory():
         out = run_scales(
             plans, objective, init, optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size,
             callback=emit, stop=stop, resume=resume,
