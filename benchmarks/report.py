@@ -73,5 +73,5 @@ def side_by_side(panels: list[tuple[str, torch.Tensor]], path: Path, width: int 
         sheet.paste(tile, (x, 0))
         for line_no, line in enumerate(label.split("\n")[:2]):
             draw.text((x + 4, tile.height + 3 + 16 * line_no), line, fill="black", font=font)
-    sheet.save(path, quality=76, optimize=True)
+    sheet.save(path, quality=72, optimize=True)
     return path
