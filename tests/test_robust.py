@@ -66,6 +66,28 @@ def test_resumed_run_ends_with_the_uninterrupted_pixels(tmp_path, tiny_pair, uni
     assert [h["total"] for h in rest.history] == [h["total"] for h in full.history]
 
 
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_periodic_checkpoints_of_a_running_job_each_resume_to_the_uninterrupted_pixels(
+    tmp_path, tiny_pair, uninterrupted, optimizer
+):
+    taken = []
+    run = painterly.stylize(*tiny_pair, optimizer=optimizer, checkpoint_every=0, on_checkpoint=taken.append, **RUN)
+    full = uninterrupted[optimizer]
+    assert not run.interrupted and torch.equal(run.image, full.image)  # taking them changes nothing
+    # after every evaluation but a scale's last (4 coarse + 6 final): 3 + 5 of them
+    assert [c["position"]["iteration"] for c in taken] == [1, 2, 3, 5, 6, 7, 8, 9]
+    for state in (taken[1], taken[4]):  # mid coarse scale, and just after the scale change
+        save_checkpoint(state, tmp_path / "run.ckpt")
+        rest = painterly.stylize(*tiny_pair, optimizer=optimizer, resume=load_checkpoint(tmp_path / "run.ckpt"), **RUN)
+        assert rest.evaluations == 10 and torch.equal(rest.image, full.image)
+
+
+def test_checkpoints_come_no_more_often_than_asked(tiny_pair):
+    taken = []
+    painterly.stylize(*tiny_pair, checkpoint_every=3600, on_checkpoint=taken.append, **RUN)
+    assert taken == []
+
+
 def test_a_checkpoint_resumes_only_its_own_settings_and_images(tiny_pair):
     stop, callback = stop_at(2)
     state = painterly.stylize(*tiny_pair, callback=callback, stop=stop, **RUN).checkpoint()
@@ -171,6 +193,27 @@ def test_signal_saves_image_and_checkpoint_and_resume_matches(tmp_path, tiny_pai
     saved = np.asarray(Image.open(out))
     assert np.array_equal(saved, np.asarray(Image.open(tmp_path / f"out_{stopped_at:05d}.png")))
 
+    assert main([*argv, "--resume", "--quiet"]) == 0
+    assert not Path(f"{out}.ckpt").exists()
+    assert np.array_equal(np.asarray(Image.open(out)), reference)
+
+
+def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path, tiny_pair, reference):
+    out = tmp_path / "out.png"
+    argv = [*tiny_pair, "-o", str(out), *CLI_RUN, "--save-every", "1", "--checkpoint-every", "0.001"]
+    env = {**os.environ, "PYTHONPATH": str(Path(painterly.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "painterly", *argv], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out_00005.png").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
+            time.sleep(0.005)
+        proc.kill()  # SIGKILL: no handler runs, nothing is saved on the way out
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(f"{out}.ckpt")["position"]["iteration"] >= 4
     assert main([*argv, "--resume", "--quiet"]) == 0
     assert not Path(f"{out}.ckpt").exists()
     assert np.array_equal(np.asarray(Image.open(out)), reference)

@@ -218,6 +218,8 @@ def stylize(
     callback: Callable[[Step], None] | None = None,
     stop: threading.Event | None = None,
     resume: dict[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: float = 300.0,
     **overrides: Any,
 ) -> Result:
     """Paint ``content`` in the style of ``styles``; see :class:`Settings` for every option.
@@ -225,6 +227,8 @@ def stylize(
     ``masks`` (one per style, content-space, white = this style applies) give spatial control via
     guided Gram matrices; ``callback`` receives a :class:`Step` after every evaluation; setting
     ``stop`` returns promptly with ``interrupted=True`` and a checkpoint that ``resume`` accepts.
+    ``on_checkpoint`` receives such a checkpoint every ``checkpoint_every`` seconds while the run
+    goes on (the CLI writes it to ``OUT.ckpt``), so even a run that is killed can be resumed.
     """
     s = dataclasses.replace(settings or Settings(), **overrides).resolved()
     if resume is not None:
@@ -268,6 +272,10 @@ def stylize(
     if resume is not None:
         _check_resume_inputs(resume, inputs, plans)
 
+    def checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+        """The loop's state (position, params, optimizer, history) as a resumable checkpoint."""
+        return {"version": CHECKPOINT_VERSION, "settings": _resume_key(s), "inputs": inputs, **state}
+
     def objective(index: int) -> Objective:
         at[0] = plans[index].size
         return problem.objective_at(plans[index].size)
@@ -275,24 +283,18 @@ def stylize(
     with _memory_guard(at), reuse_freed_memory():
         out = run_scales(
             plans, objective, init, optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size,
-            callback=emit, stop=stop, resume=resume,
+            callback=emit, stop=stop, resume=resume, checkpoint_every=checkpoint_every,
+            on_checkpoint=None if on_checkpoint is None else lambda part: on_checkpoint(checkpoint(part)),
         )  # fmt: skip
     image = out.image
     if s.preserve_color == "luminance":
         image = color.with_chroma_of(image, content_full)
-    checkpoint = None
+    final = None
     if out.interrupted and out.params is not None:
-        checkpoint = {
-            "version": CHECKPOINT_VERSION,
-            "settings": _resume_key(s),
-            "inputs": inputs,
-            "position": dataclasses.asdict(out.position),
-            "params": out.params,
-            "optimizer": out.optimizer_state,
-            "history": out.history,
-        }
+        final = checkpoint({"position": dataclasses.asdict(out.position), "params": out.params,
+                            "optimizer": out.optimizer_state, "history": out.history})  # fmt: skip
     return Result(image, out.losses, out.history, out.position.elapsed, out.position.iteration, s,
-                  problem.weights, out.interrupted, out.message, checkpoint)  # fmt: skip
+                  problem.weights, out.interrupted, out.message, final)  # fmt: skip
 
 
 def _min_side(s: Settings) -> int:

@@ -119,8 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_<iteration> every N evaluations")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--checkpoint-every", type=_seconds, default=300.0, metavar="SECONDS",
+                   help="also write the checkpoint this often while running, so even a killed run can be "
+                        "resumed (default: %(default)s; 0: only when stopped)")  # fmt: skip
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="16 for .png/.tif (default: 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=_count, default=None, metavar="N",
+                   help="CPU threads (default: torch's, one per core); fewer when others share the CPU")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -172,6 +177,22 @@ def _subcommand(name: str, argv: list[str]) -> int:
     from .studio import main as studio_main
 
     return studio_main(argv)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
 
 
 def _masks(values: list[str] | None) -> list[str | None] | None:
@@ -233,13 +254,18 @@ def _stylize(args: argparse.Namespace) -> int:
         raise InputError(f"{ckpt} holds an interrupted run: add --resume to continue it, or delete it to start over")
     else:
         resume = None
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     bar = ProgressBar(disable=args.quiet)
     saver = Saver(out, args.save_every, args.bit_depth)
     with _StopOnSignal(say=bar.write) as signals:
         try:
             result = stylize(
                 args.content, args.styles, settings, masks=_masks(args.mask), stop=signals.stop, resume=resume,
-                callback=lambda step: (bar(step), saver(step)),
+                callback=lambda step: (bar(step), saver(step)), checkpoint_every=args.checkpoint_every,
+                on_checkpoint=(lambda state: save_checkpoint(state, ckpt)) if args.checkpoint_every > 0 else None,
             )  # fmt: skip
         finally:
             bar.close()

@@ -7,6 +7,8 @@ and can hand back a checkpoint that resumes to the same pixels as an uninterrupt
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -105,11 +107,16 @@ def run_scales(
     callback: Callable[[Step], None] | None = None,
     stop: threading.Event | None = None,
     resume: dict[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: float = 0.0,
 ) -> LoopResult:
     """Optimise at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
 
     ``init(size)`` gives the first scale's starting image. With ``resume`` (a checkpoint from an
-    interrupted run) the loop restarts exactly where it stopped.
+    interrupted run) the loop restarts exactly where it stopped. ``on_checkpoint``, if given,
+    receives the same state (position, params, optimizer, history) every ``checkpoint_every``
+    seconds, between evaluations, so a run killed outright (SIGKILL, out of memory, power) can
+    resume from it too.
     """
     total = sum(p.evaluations for p in plans)
     pos = Position()
@@ -122,6 +129,7 @@ def run_scales(
         opt_state = resume.get("optimizer")
         history = list(resume.get("history", []))
     start = time.perf_counter() - pos.elapsed
+    last_checkpoint = time.perf_counter()
     losses: dict[str, float] = {}
 
     for index in range(pos.scale, len(plans)):
@@ -186,6 +194,14 @@ def run_scales(
                     Step(pos.iteration, total, index, len(plans), plan.size, losses,
                          time.perf_counter() - start, good.cpu())
                 )  # fmt: skip
+            # Not after a scale's last evaluation: resuming there would carry up the optimiser's point
+            # instead of the last evaluated image, and the pixels would differ from an uninterrupted run.
+            due = on_checkpoint is not None and time.perf_counter() - last_checkpoint >= checkpoint_every
+            if due and pos.done < plan.evaluations:
+                pos.elapsed = time.perf_counter() - start
+                on_checkpoint({"position": dataclasses.asdict(pos), "params": x.detach().cpu().clone(),
+                               "optimizer": copy.deepcopy(opt.state_dict()), "history": list(history)})  # fmt: skip
+                last_checkpoint = time.perf_counter()
         image = good
         pos.scale, pos.done = index + 1, 0
     pos.elapsed = time.perf_counter() - start
