@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import painterly.api
+from imagefiles import encoded, png_header_only
 from painterly.cli import main
 from painterly.errors import InputError
 from painterly.image import load_image, resize
@@ -47,21 +48,7 @@ class Case:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG declaring width x height with no pixel data: a decompression bomb's header."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    return encoded(Image.fromarray(array), "PNG")
 
 
 NOISE = (np.random.default_rng(5).random((40, 48, 3)) * 255).astype(np.uint8)
@@ -169,6 +156,8 @@ BAD_INPUTS = [
         r"s\.pth: entry 'features\.0\.weight' has shape \(8, 3, 3, 3\), vgg16 needs \(64, 3, 3, 3\)",
     ),
     bad("bad-mask", lambda c: c.argv("--mask", c.file("mask.png", b"GIF89a nonsense")), r"mask\.png: "),
+    bad("checkpoint-every-negative", lambda c: c.argv("--checkpoint-every", "-5"), r"expected a number of seconds"),
+    bad("threads-zero", lambda c: c.argv("--threads", "0"), r"--threads: expected a whole number >= 1, got '0'"),
     bad("resume-without-checkpoint", lambda c: c.argv("--resume"), r"no checkpoint to resume from at .*out\.png\.ckpt"),
     bad(
         "damaged-checkpoint",
@@ -190,7 +179,7 @@ BAD_INPUTS = [
 
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err
-    lines = err.splitlines()
+    lines = [ln for ln in err.splitlines() if not ln.startswith("painterly: scale ")]  # progress (not a tty)
     assert len(lines) == 1, err
     assert lines[0].startswith("painterly: error: ") and "Traceback" not in err
     return lines[0]
@@ -221,8 +210,10 @@ def test_a_good_run_writes_the_picture_and_no_checkpoint(tmp_path, tiny_pair, ca
     assert main(case.argv()) == 0
     assert Image.open(case.out).size == (32, 27)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
-    line = r"painterly: wrote .*out\.png in [\d.]+ s \(1 evaluations; content \S+, style \S+, tv \S+, total \S+\)\n"
-    assert re.fullmatch(line, capsys.readouterr().err)
+    line = r"painterly: wrote .*out\.png in [\d.]+ s \(1 evaluations; content \S+, style \S+, tv \S+, total \S+\)"
+    *progress, last = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(line, last)
+    assert progress and all(p.startswith("painterly: scale 1/1 32x27, eval 1/1") for p in progress)  # not a terminal
 
 
 @pytest.mark.parametrize(
@@ -298,13 +289,34 @@ def test_progress_bar_shows_evaluations_scale_and_loss_terms():
     assert "content=0.5" in text and "style=12.5" in text and "tv=0.03" in text and "total=13" in text
 
 
-def test_progress_bar_is_silent_when_quiet_or_not_a_terminal():
-    quiet, log = Terminal(), io.StringIO()
-    for bar in (ProgressBar(disable=True, file=quiet), ProgressBar(file=log)):
-        for step in steps():
-            bar(step)
-        bar.close()
-    assert quiet.getvalue() == "" and log.getvalue() == ""
+def test_progress_bar_is_silent_when_quiet():
+    quiet = Terminal()
+    bar = ProgressBar(disable=True, file=quiet)
+    for step in steps():
+        bar(step)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_progress_off_a_terminal_is_a_plain_line_per_scale_every_so_often_and_at_the_end():
+    log = io.StringIO()
+    bar = ProgressBar(file=log, log_every=0.45)
+    losses = {"content": 0.5, "style": 12.5, "total": 13.0}
+    # 12 evaluations 0.1 s apart: scale 1 for 5 of them, then scale 2
+    for i in range(1, 13):
+        scale, size = (0, (20, 24)) if i <= 5 else (1, (40, 48))
+        bar(Step(i, 12, scale, 2, size, losses, 0.1 * i, torch.zeros(1, 3, *size)))
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert [ln.split(",")[0] for ln in lines] == [
+        "painterly: scale 1/2 24x20",  # eval 1: a scale starts
+        "painterly: scale 2/2 48x40",  # eval 6: the next scale starts
+        "painterly: scale 2/2 48x40",  # eval 11: 0.45 s since the last line
+        "painterly: scale 2/2 48x40",  # eval 12: the end
+    ]
+    assert "eval 6/12 (50%)" in lines[1] and "content 0.5 style 12.5 total 13" in lines[1]
+    assert "eval 11/12" in lines[2] and "eval 12/12 (100%)" in lines[3]
 
 
 @pytest.mark.parametrize("quiet", [False, True])
@@ -385,3 +397,10 @@ def test_odd_style_image_runs(tmp_path, tiny_pair):
     argv = [tiny_pair[0], str(gray16), str(palette), "-o", str(tmp_path / "out.png"), *FAST, "--iterations", "3"]
     assert main([*argv, "--quiet"]) == 0
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (27, 32, 3)
+
+
+def test_threads_sets_torchs_thread_count_for_the_run(tmp_path, tiny_pair, monkeypatch):
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    assert main(Case(tmp_path, tiny_pair).argv("--threads", "1", "--quiet")) == 0
+    assert asked == [1]

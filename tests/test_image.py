@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zlib
@@ -13,28 +12,13 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
+from imagefiles import encoded, png_header_only
 from painterly import image as pim
 from painterly.errors import InputError
 from painterly.image import check_output_path, image_alpha, load_image, resize, resize_to, save_image, to_pil
 
 RNG = np.random.default_rng(0)
 NOISE = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-
-
-def encoded(im: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    im.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height but holds no pixel data (ECOSYSTEM.md §4's 57-byte bomb)."""
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
 def corrupt_png() -> bytes:

@@ -81,7 +81,7 @@ def test_paint_watch_download_and_cancel(page, tmp_path):
     page.set_input_files("#style-file", str(tmp_path / "style.png"))
     page.wait_for_selector("#content-thumbs figure")
     page.wait_for_selector("#style-thumbs figure")
-    set_fields(page, size=48, iterations=30, weights="random", model="vgg16")
+    set_fields(page, size=48, iterations=150, weights="random", model="vgg16")
     page.evaluate(WATCH_STAGE)
 
     page.click("#start")

@@ -10,38 +10,62 @@ from .optimize import Step
 
 
 class ProgressBar:
-    """A tqdm bar over evaluations showing the scale, its size and the loss terms.
+    """Progress over evaluations showing the scale, its size and the loss terms.
 
-    ``disable=True`` (``--quiet``) never draws; by default the bar is drawn only when ``file``
-    (stderr) is a terminal, so logs and CI get no carriage-return noise.
+    On a terminal, a tqdm bar. Elsewhere (a log file, CI, a pipe) a plain line when a scale
+    starts, every ``log_every`` seconds and at the end, so a long run still says how far it is
+    without carriage-return noise. ``disable=True`` (``--quiet``) prints nothing.
     """
 
-    def __init__(self, disable: bool = False, file: TextIO | None = None) -> None:
-        self.disable, self.file = disable, file
+    def __init__(self, disable: bool = False, file: TextIO | None = None, log_every: float = 30.0) -> None:
+        self.disable, self.file, self.log_every = disable, file, log_every
         self.bar = None
+        self.interactive: bool | None = None
+        self.last_line: float | None = None
+        self.last_scale = -1
 
     def __call__(self, step: Step) -> None:
         if self.disable:
             return
+        if self.interactive is None:
+            stream = self.file or sys.stderr
+            self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        if not self.interactive:
+            self._log(step)
+            return
         if self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=step.total, initial=step.iteration - 1, unit="eval", disable=None,
-                            dynamic_ncols=True, file=self.file)  # fmt: skip
-        self.bar.set_description(f"scale {step.scale + 1}/{step.scales} {step.size[1]}x{step.size[0]}", refresh=False)
+            self.bar = tqdm(total=step.total, initial=step.iteration - 1, unit="eval", dynamic_ncols=True,
+                            file=self.file)  # fmt: skip
+        self.bar.set_description(_where(step), refresh=False)
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in step.losses.items()}, refresh=False)
         self.bar.update(step.iteration - self.bar.n)
+
+    def _log(self, step: Step) -> None:
+        new_scale = step.scale != self.last_scale
+        due = self.last_line is None or step.elapsed - self.last_line >= self.log_every
+        if not (new_scale or due or step.iteration == step.total):
+            return
+        self.last_scale, self.last_line = step.scale, step.elapsed
+        terms = " ".join(f"{k} {v:.3g}" for k, v in step.losses.items())
+        self.write(f"painterly: {_where(step)}, eval {step.iteration}/{step.total} "
+                   f"({step.iteration / step.total:.0%}), {step.elapsed:.0f} s, {terms}")  # fmt: skip
 
     def write(self, text: str) -> None:
         """One line on the bar's stream, printed above the bar when one is drawn (even when quiet)."""
         if self.bar is not None:
             self.bar.write(text, file=self.file or sys.stderr)
         else:
-            print(text, file=self.file or sys.stderr)
+            print(text, file=self.file or sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _where(step: Step) -> str:
+    return f"scale {step.scale + 1}/{step.scales} {step.size[1]}x{step.size[0]}"
 
 
 class Saver:
