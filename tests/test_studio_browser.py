@@ -89,7 +89,8 @@ def test_paint_watch_download_and_cancel(page, tmp_path):
     sources = page.evaluate("window.stageSources")
     previews = {s for s in sources if "/preview?v=" in s}
     assert len(previews) >= 2, sources  # the live image changed while the job ran
-    assert "/result" in page.get_attribute("#stage-img", "src")
+    # the stage swaps the last preview for the result once the job's end arrives
+    page.wait_for_function("document.getElementById('stage-img').src.includes('/result')")
     page.wait_for_function("document.getElementById('stage-img').naturalWidth === 48")  # the result, loaded
 
     with page.expect_download() as download_info:
