@@ -291,8 +291,7 @@ def stylize(
         image = color.with_chroma_of(image, content_full)
     final = None
     if out.interrupted and out.params is not None:
-        final = checkpoint({"position": dataclasses.asdict(out.position), "params": out.params,
-                            "optimizer": out.optimizer_state, "history": out.history})  # fmt: skip
+        final = checkpoint(out.state())
     return Result(image, out.losses, out.history, out.position.elapsed, out.position.iteration, s,
                   problem.weights, out.interrupted, out.message, final)  # fmt: skip
 

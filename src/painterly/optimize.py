@@ -68,6 +68,15 @@ class LoopResult:
     message: str = ""
     params: torch.Tensor | None = None  # the optimiser's current point: what a resume restarts from
 
+    def state(self) -> dict[str, Any]:
+        """What a resume needs, as :func:`run_scales` also hands it to ``on_checkpoint``."""
+        return _loop_state(self.position, self.params, self.optimizer_state, self.history)
+
+
+def _loop_state(pos: Position, params, optimizer_state, history) -> dict[str, Any]:
+    """The loop's resumable state: where it stands, the optimiser's point and state, the history."""
+    return {"position": dataclasses.asdict(pos), "params": params, "optimizer": optimizer_state, "history": history}
+
 
 class _NonFinite(Exception):
     pass
@@ -199,8 +208,8 @@ def run_scales(
             due = on_checkpoint is not None and time.perf_counter() - last_checkpoint >= checkpoint_every
             if due and pos.done < plan.evaluations:
                 pos.elapsed = time.perf_counter() - start
-                on_checkpoint({"position": dataclasses.asdict(pos), "params": x.detach().cpu().clone(),
-                               "optimizer": copy.deepcopy(opt.state_dict()), "history": list(history)})  # fmt: skip
+                params, opt_copy = x.detach().cpu().clone(), copy.deepcopy(opt.state_dict())
+                on_checkpoint(_loop_state(pos, params, opt_copy, list(history)))
                 last_checkpoint = time.perf_counter()
         image = good
         pos.scale, pos.done = index + 1, 0
