@@ -124,8 +124,12 @@ BAD_INPUTS = [
         r"unknown layer 'relu9_9' for vgg16; valid layers: conv1_1, ",
     ),
     bad("unknown-content-layer", lambda c: c.argv("--content-layer", "fc7"), r"unknown layer 'fc7'"),
-    bad("negative-weight", lambda c: c.argv("--style-weight", "-1"), r"--style-weight must be a number >= 0, got -1"),
-    bad("nan-weight", lambda c: c.argv("--tv-weight", "nan"), r"--tv-weight must be a number >= 0, got nan"),
+    bad(
+        "negative-weight",
+        lambda c: c.argv("--style-weight", "-1"),
+        r"--style-weight must be a finite number >= 0, got -1",
+    ),
+    bad("nan-weight", lambda c: c.argv("--tv-weight", "nan"), r"--tv-weight must be a finite number >= 0, got nan"),
     bad(
         "non-numeric-weight",
         lambda c: c.argv("--content-weight", "lots"),
@@ -134,7 +138,7 @@ BAD_INPUTS = [
     bad(
         "negative-layer-weight",
         lambda c: c.argv("--style-layer-weights", "1,-2"),
-        r"--style-layer-weights values must be numbers >= 0, got -2",
+        r"--style-layer-weights values must be finite numbers >= 0, got -2",
     ),
     bad("unknown-model", lambda c: c.argv("--model", "vgg99"), r"argument --model: invalid choice: 'vgg99'"),
     bad("missing-output-flag", lambda c: [c.content, c.style], r"the following arguments are required: -o"),

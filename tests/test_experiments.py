@@ -145,7 +145,7 @@ def test_plot_redraws_from_the_record(init_dir, capsys):
         (["init", "--snapshots", "1,7"], "--snapshots 7 is outside 1..4"),
         (["init", "--init", "noise"], "--init is what the init experiment varies"),
         (["beta", "--style-weight", "5"], "give --betas instead"),
-        (["beta", "--betas", "1,-2"], "--style-weight must be a number >= 0"),
+        (["beta", "--betas", "1,-2"], "--style-weight must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_fail_before_any_run(pair, tmp_path, capsys, argv, expected):

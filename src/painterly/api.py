@@ -220,6 +220,8 @@ def stylize(
     resume: dict[str, Any] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_every: float = 300.0,
+    init_image: ImageLike | None = None,
+    extra_terms: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
     **overrides: Any,
 ) -> Result:
     """Paint ``content`` in the style of ``styles``; see :class:`Settings` for every option.
@@ -229,6 +231,12 @@ def stylize(
     ``stop`` returns promptly with ``interrupted=True`` and a checkpoint that ``resume`` accepts.
     ``on_checkpoint`` receives such a checkpoint every ``checkpoint_every`` seconds while the run
     goes on (the CLI writes it to ``OUT.ckpt``), so even a run that is killed can be resumed.
+
+    ``init_image`` (a file or a tensor) starts the first scale from that picture, whatever
+    ``settings.init`` says (video starts each frame from the previous output, warped).
+    ``extra_terms(image)`` returns further *weighted* terms by name (a video's temporal term); each
+    is added to the total that is optimised and reported beside the seed's terms. It is called at
+    every scale with the image being optimised, so it must fit its targets to ``image``'s size.
     """
     s = dataclasses.replace(settings or Settings(), **overrides).resolved()
     if resume is not None:
@@ -254,6 +262,9 @@ def stylize(
         problem = Problem.build(content_full, style_list, s, masks)
 
     def init(size: tuple[int, int]) -> torch.Tensor:
+        if init_image is not None:
+            start = resize_to(_as_image(init_image, "init image", s.max_pixels), size)
+            return color.luminance(start) if s.preserve_color == "luminance" else start
         if s.init == "content":
             return resize_to(problem.content, size)
         if s.init == "noise":
@@ -276,14 +287,24 @@ def stylize(
         """The loop's state (position, params, optimizer, history) as a resumable checkpoint."""
         return {"version": CHECKPOINT_VERSION, "settings": _resume_key(s), "inputs": inputs, **state}
 
-    def objective(index: int) -> Objective:
+    def objective(index: int) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
         at[0] = plans[index].size
-        return problem.objective_at(plans[index].size)
+        seed_terms = problem.objective_at(plans[index].size)
+        if extra_terms is None:
+            return seed_terms
+
+        def with_extra(image: torch.Tensor) -> dict[str, torch.Tensor]:
+            terms = seed_terms(image)
+            extra = extra_terms(image)
+            total = terms.pop("total") + sum(extra.values())
+            return {**terms, **extra, "total": total}
+
+        return with_extra
 
     with _memory_guard(at), reuse_freed_memory():
         out = run_scales(
             plans, objective, init, optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size,
-            callback=emit, stop=stop, resume=resume, checkpoint_every=checkpoint_every,
+            device=problem.device, callback=emit, stop=stop, resume=resume, checkpoint_every=checkpoint_every,
             on_checkpoint=None if on_checkpoint is None else lambda part: on_checkpoint(checkpoint(part)),
         )  # fmt: skip
     image = out.image

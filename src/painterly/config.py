@@ -8,6 +8,10 @@ the networks' activations differ in scale.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +185,8 @@ class Settings:
             "learning_rate",
         ):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int | float) or value != value or value < 0):
-                raise InputError(f"--{name.replace('_', '-')} must be a number >= 0, got {value!r}")
+            if value is not None and (not _finite(value) or value < 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
         if self.style_scale <= 0:
             raise InputError(f"--style-scale must be > 0, got {self.style_scale!r}")
         if self.scale_step <= 1:
@@ -207,8 +211,8 @@ class Settings:
                 )
         for name in ("style_layer_weights", "style_blend_weights"):
             for w in getattr(self, name) or ():
-                if not isinstance(w, int | float) or w != w or w < 0:
-                    raise InputError(f"--{name.replace('_', '-')} values must be numbers >= 0, got {w!r}")
+                if not _finite(w) or w < 0:
+                    raise InputError(f"--{name.replace('_', '-')} values must be finite numbers >= 0, got {w!r}")
         if self.style_blend_weights is not None and sum(self.style_blend_weights) <= 0:
             raise InputError("--style-blend-weights must not all be zero")
         if self.scales is not None:
@@ -229,4 +233,59 @@ class Settings:
         return sorted(set(sizes))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, JSON-ready (tuples as lists): what :meth:`from_dict` reads back."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, allowed: Iterable[str] | None = None,
+                  ignore_unknown: bool = False) -> Settings:  # fmt: skip
+        """Settings from JSON-like values (a ``--config`` file, a studio form, a stored record).
+
+        Each value is coerced to the type the field declares (JSON has no tuples, forms send
+        numbers as strings) or refused with a one-line :class:`InputError` naming the field. Keys
+        that are not fields, or not in ``allowed``, are refused, unless ``ignore_unknown`` (a record
+        written by an older or newer version) drops them. The result is not yet resolved.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        permitted = names if allowed is None else names & set(allowed)
+        unknown = sorted(set(values) - permitted)
+        if unknown and not ignore_unknown:
+            which = "settings" if allowed is None else "allowed settings"
+            raise InputError(f"unknown setting(s) {', '.join(unknown)}; {which}: {', '.join(sorted(permitted))}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items() if k in permitted})
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """A JSON or form value as the type ``hint`` (a Settings annotation), or a one-line InputError."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None or value == "":
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool and isinstance(value, bool):
+            return value
+        if hint is int and not isinstance(value, bool):
+            number = float(value)
+            if number.is_integer():
+                return int(number)
+        elif hint is float and not isinstance(value, bool):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+        elif hint is str and isinstance(value, str):
+            return value
+        elif typing.get_origin(hint) is tuple:
+            if isinstance(value, str):  # the CLI's comma-separated form
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, list | tuple):
+                return tuple(_coerce(key, v, typing.get_args(hint)[0]) for v in value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    kind = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}.get(hint, "a list")
+    raise InputError(f"setting {key} must be {kind}, got {value!r}")

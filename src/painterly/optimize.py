@@ -18,8 +18,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .objective import Objective
-
 CHECKPOINT_VERSION = 1
 # A non-finite loss rolls back to the last good image and retries with a halved step this often.
 MAX_NONFINITE_RETRIES = 4
@@ -107,9 +105,10 @@ def upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def run_scales(
     plans: list[ScalePlan],
-    make_objective: Callable[[int], Objective],
+    make_objective: Callable[[int], Callable[[torch.Tensor], dict[str, torch.Tensor]]],
     init: Callable[[tuple[int, int]], torch.Tensor],
     *,
+    device: torch.device,
     optimizer: str,
     lr: float,
     history_size: int,
@@ -148,7 +147,6 @@ def run_scales(
             image = init(plan.size)
         elif tuple(image.shape[-2:]) != plan.size:
             image = upsample(image, plan.size)
-        device = objective.content_target.device if objective.content_target is not None else None
         x = image.detach().to(device=device).contiguous()  # L-BFGS flattens grads: keep NCHW
         x.requires_grad_(True)
         good = x.detach().clone()
