@@ -12,9 +12,10 @@ from torch import nn
 
 import painterly
 from painterly.api import Problem, build_network
-from painterly.cli import _masks, _settings_from, build_parser, main
+from painterly.cli import _masks, build_parser, main
 from painterly.config import CONTENT_PRESETS, STYLE_PRESETS, Settings
 from painterly.errors import InputError
+from painterly.flags import settings_from
 from painterly.image import save_image
 from painterly.objective import Objective, gram_per_pixel, style_loss
 
@@ -189,7 +190,7 @@ def test_cli_flags_build_the_settings():
          "histogram", "--style-scale", "0.5", "--style-layers", "gatys", "--content-layer", "relu4_2",
          "--mask", "sky.png", "--mask", "none"]
     )  # fmt: skip
-    s = _settings_from(args)
+    s = settings_from(args)
     assert (s.style_blend_weights, s.preserve_color, s.style_scale) == ((1.0, 3.0), "histogram", 0.5)
     assert (s.style_layers, s.content_layer) == (("gatys",), "relu4_2")
     assert _masks(args.mask) == ["sky.png", None]

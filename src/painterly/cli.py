@@ -8,20 +8,18 @@ module exits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
 import sys
 import threading
-import types
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import MODEL_DEFAULTS, OPTIMIZERS, PRESERVE_COLOR, Settings
+from . import flags
 from .errors import InputError, Interrupted, PainterlyError
+from .flags import Parser, add_settings_flags, settings_from
 
 SUBCOMMANDS = ("score", "experiment", "serve")
 # Settings that the objective alone depends on (what ``score`` accepts).
@@ -30,82 +28,10 @@ OBJECTIVE_FIELDS = (
     "style_layers", "style_layer_weights", "style_blend_weights", "preserve_color", "model", "weights",
     "device", "seed",
 )  # fmt: skip
-CHOICES = {"optimizer": OPTIMIZERS, "preserve_color": PRESERVE_COLOR, "model": tuple(MODEL_DEFAULTS)}
-
-
-def _number_list(kind: type) -> Any:
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(kind(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-    return parse
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _number(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _flag_type(annotation: Any) -> Any:
-    """argparse type for a Settings field annotation like ``float | None`` or ``tuple[int, ...] | None``."""
-    hint = annotation
-    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else [hint]
-    base = args[0]
-    if typing.get_origin(base) is tuple:
-        inner = typing.get_args(base)[0]
-        return _names if inner is str else _number_list(inner)
-    return _number(base) if base in (int, float) else base
-
-
-def add_settings_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
-    """One flag per :class:`Settings` field, with its help and default taken from the field."""
-    hints = typing.get_type_hints(Settings)
-    for f in dataclasses.fields(Settings):
-        if only is not None and f.name not in only:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        help_text = f.metadata.get("help", "")
-        if default is not None:
-            help_text += f" (default: {default})"
-        elif f.name in ("content_weight", "style_weight", "tv_weight", "content_layer", "style_layers"):
-            help_text += " (default: the model's)"
-        if hints[f.name] is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)  # fmt: skip
-            continue
-        parser.add_argument(
-            flag, dest=f.name, type=_flag_type(hints[f.name]), default=argparse.SUPPRESS,
-            choices=CHOICES.get(f.name), help=help_text, metavar=None if f.name in CHOICES else f.name.upper(),
-        )  # fmt: skip
-
-
-def _settings_from(args: argparse.Namespace) -> Settings:
-    names = {f.name for f in dataclasses.fields(Settings)}
-    return Settings(**{k: v for k, v in vars(args).items() if k in names})
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as painterly's one plain line (exit 2), not usage + error."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        raise InputError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="painterly",
         description="Paint CONTENT in the style of STYLE (Gatys et al.). "
         "Sub-commands: score, experiment, serve (painterly SUBCOMMAND --help).",
@@ -119,19 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="write OUT_<iteration> every N evaluations")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
-    p.add_argument("--checkpoint-every", type=_seconds, default=300.0, metavar="SECONDS",
+    p.add_argument("--checkpoint-every", type=flags.seconds, default=300.0, metavar="SECONDS",
                    help="also write the checkpoint this often while running, so even a killed run can be "
                         "resumed (default: %(default)s; 0: only when stopped)")  # fmt: skip
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="16 for .png/.tif (default: 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=_count, default=None, metavar="N",
+    p.add_argument("--threads", type=flags.count, default=None, metavar="N",
                    help="CPU threads (default: torch's, one per core); fewer when others share the CPU")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
 def _score_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="painterly score", description="Print the seed objective's terms as JSON.")
+    p = Parser(prog="painterly score", description="Print the seed objective's terms as JSON.")
     p.add_argument("image")
     p.add_argument("--content", required=True)
     p.add_argument("--style", required=True, action="append", help="style image (repeat for several)")
@@ -168,7 +94,7 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from .api import score
 
         masks = _masks(args.mask)
-        print(json.dumps(score(args.image, args.content, args.style, _settings_from(args), masks=masks), indent=2))
+        print(json.dumps(score(args.image, args.content, args.style, settings_from(args), masks=masks), indent=2))
         return 0
     if name == "experiment":
         from .experiments import main as experiment_main
@@ -177,22 +103,6 @@ def _subcommand(name: str, argv: list[str]) -> int:
     from .studio import main as studio_main
 
     return studio_main(argv)
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
 
 
 def _masks(values: list[str] | None) -> list[str | None] | None:
@@ -245,7 +155,7 @@ def _stylize(args: argparse.Namespace) -> int:
 
     # Everything that can be checked is checked before any work: a bad flag, an unwritable output
     # or a stale checkpoint should cost a second, not an hour.
-    settings = _settings_from(args).resolved()
+    settings = settings_from(args).resolved()
     out = check_output_path(args.output, bit_depth=args.bit_depth)
     ckpt = check_checkpoint_path(Path(args.checkpoint).expanduser() if args.checkpoint else Path(f"{out}.ckpt"))
     if args.resume:

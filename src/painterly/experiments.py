@@ -345,7 +345,7 @@ def _matplotlib() -> None:
 
 # ------------------------------------------------------------------------------------ command line
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import _number_list, add_settings_flags
+    from .flags import add_settings_flags, number_list
 
     p = argparse.ArgumentParser(
         prog="painterly experiment",
@@ -371,10 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--debug", action="store_true", help="show tracebacks")
         if name == "init":
             text = "evaluations to show (default: start, 1/15, 1/5, 1/2 and all of the budget)"
-            sp.add_argument("--snapshots", type=_number_list(int), default=None, metavar="N,N,...", help=text)
+            sp.add_argument("--snapshots", type=number_list(int), default=None, metavar="N,N,...", help=text)
         else:
             text = f"style weights to try (default: {','.join(f'{b:g}' for b in DEFAULT_BETAS)})"
-            sp.add_argument("--betas", type=_number_list(float), default=DEFAULT_BETAS, metavar="B,B,...", help=text)
+            sp.add_argument("--betas", type=number_list(float), default=DEFAULT_BETAS, metavar="B,B,...", help=text)
     sp = sub.add_parser("plot", help="re-draw the figures from DIR/init.json and DIR/beta.json")
     sp.add_argument("dir", help="an experiment's output folder")
     sp.add_argument("--debug", action="store_true", help="show tracebacks")
