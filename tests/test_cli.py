@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 
 import painterly.api
+import painterly.files
+import painterly.objective
 from imagefiles import encoded, png_header_only
 from painterly.cli import main
 from painterly.errors import InputError
@@ -70,7 +72,7 @@ def _unwritable(monkeypatch) -> None:
     def refuse(*_args, **_kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("painterly.image.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("painterly.files.open", refuse, raising=False)
 
 
 def bad(name: str, build, pattern: str, code: int = 2, patch=None):
@@ -228,14 +230,14 @@ def test_a_good_run_writes_the_picture_and_no_checkpoint(tmp_path, tiny_pair, ca
     ids=["cuda", "cpu-allocator", "python"],
 )  # fmt: skip
 def test_out_of_memory_names_the_size_that_failed_and_what_to_try(tmp_path, tiny_pair, capsys, monkeypatch, error):
-    real = painterly.api.Problem.objective_at
+    real = painterly.objective.Problem.objective_at
 
-    def objective_at(self, size):
+    def objective_at(self, size, *args):
         if size == (40, 48):  # the second scale: the first (24 px) fits
             raise error
-        return real(self, size)
+        return real(self, size, *args)
 
-    monkeypatch.setattr(painterly.api.Problem, "objective_at", objective_at)
+    monkeypatch.setattr(painterly.objective.Problem, "objective_at", objective_at)
     case = Case(tmp_path, tiny_pair)
     assert main(case.argv("--size", "48", "--scales", "24,48")) == 3
     line = one_error_line(capsys)
@@ -245,10 +247,10 @@ def test_out_of_memory_names_the_size_that_failed_and_what_to_try(tmp_path, tiny
 
 
 def test_a_bug_is_not_mistaken_for_out_of_memory(tmp_path, tiny_pair, monkeypatch):
-    def broken(self, size):
+    def broken(self, size, *args):
         raise RuntimeError("shapes do not match")
 
-    monkeypatch.setattr(painterly.api.Problem, "objective_at", broken)
+    monkeypatch.setattr(painterly.objective.Problem, "objective_at", broken)
     with pytest.raises(RuntimeError, match="shapes do not match"):
         main(Case(tmp_path, tiny_pair).argv())
 

@@ -5,7 +5,7 @@ import torch
 
 import painterly
 from painterly import color
-from painterly.api import Problem
+from painterly.api import build_problem
 from painterly.config import Settings
 
 
@@ -126,9 +126,9 @@ TINY = dict(model="vgg16", weights="random", size=32, scales=(32,), style_layers
 def test_problem_uses_the_matched_style_and_the_grey_content():
     content, style = _correlated(24, 32, seed=15), _rand(1, 3, 20, 20, seed=16)
     s = Settings(**TINY, preserve_color="histogram").resolved()
-    assert torch.equal(Problem.build(content, [style], s).styles[0], color.match_color(style, content))
+    assert torch.equal(build_problem(content, [style], s).styles[0], color.match_color(style, content))
     s = Settings(**TINY, preserve_color="luminance").resolved()
-    problem = Problem.build(content, [style], s)
+    problem = build_problem(content, [style], s)
     assert torch.equal(problem.content, color.luminance(content))
     assert torch.equal(problem.styles[0], color.match_luminance(style, content))
 

@@ -11,13 +11,14 @@ import torch
 from torch import nn
 
 import painterly
-from painterly.api import Problem, build_network
+from painterly.api import build_problem
 from painterly.cli import _masks, build_parser, main
 from painterly.config import CONTENT_PRESETS, STYLE_PRESETS, Settings
 from painterly.errors import InputError
 from painterly.flags import settings_from
 from painterly.image import save_image
-from painterly.objective import Objective, gram_per_pixel, style_loss
+from painterly.network import build_network
+from painterly.objective import Objective, Problem, Weights, gram_per_pixel, style_loss
 
 TINY = dict(model="vgg16", weights="random", size=32, scales=(32,), style_layers=("relu1_2", "relu2_2"),
             content_layer="relu2_2")  # fmt: skip
@@ -37,8 +38,8 @@ class Identity(nn.Module):
 
 def _objective(content, styles, blend=None, masks=None):
     return Objective(
-        Identity(), content, styles, content_layer="x", style_layers=["x"], layer_weights=[1.0],
-        blend_weights=blend or [1.0] * len(styles), alpha=0.0, beta=1.0, gamma=0.0,
+        Identity(), content, styles, content_layer="x", style_layers=["x"], weights=Weights(0.0, 1.0, 0.0, {"x": 1.0}),
+        blend_weights=blend or [1.0] * len(styles),
         output_area=content.shape[-2] * content.shape[-1], output_masks=masks,
     )  # fmt: skip
 
@@ -73,7 +74,7 @@ def test_a_zero_blend_weight_is_the_other_style_alone():
 
 def test_blend_weights_must_match_the_styles():
     with pytest.raises(InputError, match="2 values for 3 style images"):
-        Problem.build(_rand(1, 3, 24, 32), [_rand(1, 3, 8, 8)] * 3, Settings(**TINY, style_blend_weights=(1, 2)))
+        build_problem(_rand(1, 3, 24, 32), [_rand(1, 3, 8, 8)] * 3, Settings(**TINY, style_blend_weights=(1, 2)))
 
 
 # ---------------------------------------------------------------------------------- guided Gram
@@ -139,7 +140,7 @@ def test_a_style_confined_to_the_left_half_changes_the_left_far_more():
 # ---------------------------------------------------------------------------------- style scale
 def _problem(content, style, net=None, **settings):
     s = Settings(**{**TINY, **settings}).resolved()
-    return Problem(s, net, content, [style], (1.0,), None, {}, torch.device("cpu"))
+    return Problem(s, net, content, [style], (1.0,), None, torch.device("cpu"))
 
 
 def test_style_scale_and_style_size_set_the_styles_sampling_at_every_scale():
@@ -160,8 +161,9 @@ def test_a_small_style_scale_never_shrinks_a_style_below_what_the_network_takes(
 
 def test_style_scale_changes_the_style_target():
     content, style = _rand(1, 3, 24, 32, seed=23), _rand(1, 3, 64, 64, seed=24)
-    net = build_network(Settings(**TINY).resolved(), torch.device("cpu"))
-    one, two = (_problem(content, style, net, style_scale=k)._objective((24, 32), 1, 1, 0, [1, 1]) for k in (1, 2))
+    net = build_network(Settings(**TINY).resolved(), torch.device("cpu"), torch.float32)
+    unit = Weights(1, 1, 0, {"relu1_2": 1, "relu2_2": 1})
+    one, two = (_problem(content, style, net, style_scale=k).objective_at((24, 32), unit) for k in (1, 2))
     a1, a2 = one.targets[0][0].a, two.targets[0][0].a
     assert (a1 - a2).abs().max() > 0.01 * a1.abs().max()
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
+import painterly.files
 from imagefiles import encoded, png_header_only
 from painterly import image as pim
 from painterly.errors import InputError
@@ -300,7 +301,7 @@ def test_failed_write_probe_is_refused(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(pim.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(painterly.files, "open", denied, raising=False)
     with pytest.raises(InputError, match="is not writable .Permission denied"):
         check_output_path(tmp_path / "out.png")
 

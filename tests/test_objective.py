@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from painterly.objective import Objective, content_loss, gram_matrix, gram_per_pixel, style_loss, tv_loss
+from painterly.objective import Objective, Weights, content_loss, gram_matrix, gram_per_pixel, style_loss, tv_loss
 
 # F: K = 2 filters over H×W = 1×2 positions.  channel 0 = [1, 2], channel 1 = [0, 1].
 F2 = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]]])
@@ -64,11 +64,8 @@ def _objective(content, style, alpha=0.0, beta=1.0, gamma=0.0, area=None, **kw):
         [style],
         content_layer="x",
         style_layers=["x"],
-        layer_weights=[1.0],
+        weights=Weights(alpha, beta, gamma, {"x": 1.0}),
         blend_weights=[1.0],
-        alpha=alpha,
-        beta=beta,
-        gamma=gamma,
         output_area=area or content.shape[-2] * content.shape[-1],
         **kw,
     )
@@ -125,11 +122,8 @@ def test_blend_weights_normalise():
         [s1, s2],
         content_layer="x",
         style_layers=["x"],
-        layer_weights=[1.0],
+        weights=Weights(0, 1, 0, {"x": 1.0}),
         blend_weights=[3.0, 1.0],
-        alpha=0,
-        beta=1,
-        gamma=0,
         output_area=16,
     )
     expected = 0.75 * gram_per_pixel(s1) + 0.25 * gram_per_pixel(s2)

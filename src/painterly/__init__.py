@@ -4,24 +4,55 @@
 >>> result = painterly.stylize("content.jpg", "style.jpg", size=256)   # doctest: +SKIP
 >>> painterly.save_image(result.image, "out.png")                       # doctest: +SKIP
 
-Importing painterly loads torch and nothing heavier: no web framework, no plotting library.
-Its one side effect: unless already set, ``MKL_CBWR=AUTO`` asks Intel MKL for the same kernels on
-every run (measured free of cost here), so a seed gives the same pixels and a resumed run equals
-an uninterrupted one. It only takes effect if painterly is imported before torch first runs MKL.
-On Linux, :func:`stylize` also raises glibc's malloc thresholds for the process (freed blocks are
-reused instead of returned and faulted in again, ~20 % of a CPU evaluation) and trims the heap
-when it returns (see :func:`painterly.device.reuse_freed_memory`).
+Importing painterly has no side effects: it changes no environment variable, no random seed
+and no allocator setting, and it imports torch only when one of the names below is first used
+(so ``painterly --help`` answers at once). Two process-wide settings make runs reproducible and
+faster, and the ``painterly`` command sets both for its own process; a program of your own may
+do the same:
+
+* ``MKL_CBWR=AUTO`` in the environment before torch first runs MKL: MKL's default kernels differ
+  in the last bits between processes, so without it the same seed can give different pixels and
+  a resumed run can differ from an uninterrupted one;
+* :func:`painterly.device.reuse_freed_memory` around the runs: glibc keeps freed blocks for
+  reuse instead of faulting them in again (about 20 % of a CPU evaluation).
 """
 
-import os
+from __future__ import annotations
 
-os.environ.setdefault("MKL_CBWR", "AUTO")
+from typing import TYPE_CHECKING, Any
 
-from .api import Result, score, stylize  # noqa: E402
-from .config import Settings  # noqa: E402
-from .errors import PainterlyError  # noqa: E402
-from .image import load_image, save_image  # noqa: E402
-from .optimize import Step  # noqa: E402
-
-__all__ = ["PainterlyError", "Result", "Settings", "Step", "load_image", "save_image", "score", "stylize"]
 __version__ = "0.1.0"
+__all__ = ["PainterlyError", "Result", "Settings", "Step", "load_image", "save_image", "score", "stylize"]
+
+_HOMES = {
+    "Result": "api",
+    "score": "api",
+    "stylize": "api",
+    "Settings": "config",
+    "PainterlyError": "errors",
+    "load_image": "image",
+    "save_image": "image",
+    "Step": "optimize",
+}
+
+if TYPE_CHECKING:
+    from .api import Result, score, stylize
+    from .config import Settings
+    from .errors import PainterlyError
+    from .image import load_image, save_image
+    from .optimize import Step
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use (PEP 562)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'painterly' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

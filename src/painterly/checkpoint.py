@@ -1,20 +1,27 @@
-"""Checkpoints of interrupted runs: written atomically, read back safely (``weights_only``).
+"""Checkpoints of interrupted runs: written atomically, read back safely (``weights_only``), and
+checked against the run that wants to resume them.
 
 A checkpoint is the dict :meth:`painterly.Result.checkpoint` returns: the optimiser's current
-pixels and state, where the run stands, its settings and a fingerprint of its input images, so
-``stylize(..., resume=state)`` ends with the pixels an uninterrupted run would have.
+pixels and state, where the run stands (the loop's state, :mod:`painterly.optimize`), the run's
+settings and a fingerprint of its input images, so ``stylize(..., resume=state)`` ends with the
+pixels an uninterrupted run would have, and refuses a checkpoint of another run.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .config import Settings
 from .errors import InputError
+from .files import atomic_write, writable_folder
+from .plan import ScalePlan
+
+CHECKPOINT_VERSION = 2  # 2: loss reports with raw per-layer terms
 
 
 def check_checkpoint_path(path: str | Path) -> Path:
@@ -22,38 +29,18 @@ def check_checkpoint_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"checkpoint {path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise InputError(f"checkpoint {path}: the folder {path.parent} does not exist")
-    try:  # a real probe: os.access is wrong for root, read-only mounts and ACLs
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        problem = f"the folder {path.parent} is not writable ({err.strerror or err})"
-        raise InputError(f"checkpoint {path}: {problem}") from None
+    problem = writable_folder(path.parent)
+    if problem is not None:
+        raise InputError(f"checkpoint {path}: {problem}")
     return path
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` via a temporary file in the same folder and a rename: a crash
-    leaves the previous checkpoint (or none), never half of one."""
-    path = Path(path)
+    """Write ``state`` to ``path`` atomically: a crash leaves the previous checkpoint (or none)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        return atomic_write(path, lambda fh: torch.save(state, fh))
     except OSError as err:
         raise InputError(f"checkpoint {path} could not be written ({err.strerror or err})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise InputError(f"checkpoint {path} could not be written ({err.strerror or err})") from None
-        raise
-    return path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -72,3 +59,45 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def remove_checkpoint(path: str | Path) -> None:
     Path(path).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------- matching a run
+def resume_key(s: Settings) -> dict[str, Any]:
+    """The settings a checkpoint must share with the run resuming it (all but the device)."""
+    key = s.to_dict()
+    key.pop("device")
+    return key
+
+
+def fingerprint(images: Iterable[torch.Tensor]) -> str:
+    """A hash of the images as the network sees them: a checkpoint resumes only the same inputs."""
+    digest = hashlib.sha256()
+    for t in images:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def make_checkpoint(s: Settings, inputs: str, loop_state: dict[str, Any]) -> dict[str, Any]:
+    """The loop's state (position, params, optimizer, history) as a checkpoint of this run."""
+    return {"version": CHECKPOINT_VERSION, "settings": resume_key(s), "inputs": inputs, **loop_state}
+
+
+def check_settings(checkpoint: dict[str, Any], s: Settings) -> None:
+    """Refuse, in one line, a checkpoint of another version or made with other settings."""
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise InputError("the checkpoint was written by another version of painterly")
+    saved, now = checkpoint["settings"], resume_key(s)
+    diff = [k for k in now if saved.get(k) != now[k]]
+    if diff:
+        raise InputError(f"the checkpoint was made with other settings ({', '.join(diff)}); resume with the same ones")
+
+
+def check_inputs(checkpoint: dict[str, Any], inputs: str, plans: Sequence[ScalePlan]) -> None:
+    """Refuse a checkpoint made from other images, or one that does not fit this run's scales."""
+    if checkpoint.get("inputs") != inputs:
+        raise InputError("the checkpoint was made from other content, style or mask images; resume with the same ones")
+    scale = checkpoint["position"]["scale"]
+    params = checkpoint["params"]
+    if scale >= len(plans) or tuple(params.shape[-2:]) != plans[scale].size:
+        raise InputError("the checkpoint does not fit this run's scales; resume with the same settings")

@@ -8,6 +8,7 @@ module exits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ SUBCOMMANDS = ("score", "experiment", "serve")
 OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
     "style_layers", "style_layer_weights", "style_blend_weights", "preserve_color", "model", "weights",
-    "device", "seed",
+    "device", "seed", "normalize", "max_pixels",
 )  # fmt: skip
 
 
@@ -36,9 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Paint CONTENT in the style of STYLE (Gatys et al.). "
         "Sub-commands: score, experiment, serve (painterly SUBCOMMAND --help).",
     )
-    p.add_argument("content", help="content image")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument("content", nargs="?", help="content image (a file or example:NAME)")
+    p.add_argument("styles", nargs="*", metavar="style", help="style image(s)")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif)")
+    p.add_argument("--config", metavar="FILE",
+                   help="replay a run: a picture painterly wrote (its settings and inputs are recorded in it) or "
+                        "a JSON file of settings; flags and images given here take precedence")  # fmt: skip
     add_settings_flags(p)
     p.add_argument("--mask", action="append", default=None, metavar="FILE",
                    help="one per style, in order: where that style applies (white); 'none' = everywhere")  # fmt: skip
@@ -57,11 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _score_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="painterly score", description="Print the seed objective's terms as JSON.")
+    text = ("Print the objective's terms for IMAGE as JSON: the seed's raw terms (each style layer by name), "
+            "the weights and normalisers applied, and the total optimised.")  # fmt: skip
+    p = Parser(prog="painterly score", description=text)
     p.add_argument("image")
     p.add_argument("--content", required=True)
     p.add_argument("--style", required=True, action="append", help="style image (repeat for several)")
     p.add_argument("--mask", action="append", default=None, metavar="FILE")
+    p.add_argument("--size", type=flags.number(int), default=None, metavar="SIZE",
+                   help="resize IMAGE to this longest side first (default: score it at its own size)")  # fmt: skip
     p.add_argument("--debug", action="store_true")
     add_settings_flags(p, OBJECTIVE_FIELDS)
     return p
@@ -93,8 +101,9 @@ def _subcommand(name: str, argv: list[str]) -> int:
         args = _score_parser().parse_args(argv)
         from .api import score
 
-        masks = _masks(args.mask)
-        print(json.dumps(score(args.image, args.content, args.style, settings_from(args), masks=masks), indent=2))
+        report = score(args.image, args.content, args.style, settings_from(args), masks=_masks(args.mask),
+                       size=args.size)  # fmt: skip
+        print(json.dumps(report, indent=2))
         return 0
     if name == "experiment":
         from .experiments import main as experiment_main
@@ -147,15 +156,67 @@ class _StopOnSignal:
             signal.signal(s, handler)
 
 
+def _run_inputs(args: argparse.Namespace) -> tuple[Any, str, list[str], list[str | None] | None]:
+    """Settings, content, styles and masks of the run: the flags, over a ``--config`` record if given."""
+    from .config import Settings
+
+    record: dict[str, Any] = {}
+    if args.config:
+        record = _read_config(args.config)
+    given = {k: v for k, v in vars(settings_from(args)).items() if k in vars(args)}
+    settings = dataclasses.replace(Settings.from_dict(record.get("settings", {})), **given)
+    content = args.content or record.get("content")
+    styles = args.styles or record.get("styles") or []
+    if content is None or not styles:
+        raise InputError("the following arguments are required: content, style (or --config FILE that names them)")
+    masks = _masks(args.mask) if args.mask is not None else record.get("masks")
+    return settings.resolved(), content, list(styles), masks
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    """A run record from a picture painterly wrote, or from a JSON file (a record, or settings alone)."""
+    from .image import read_metadata
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputError(f"--config {path}: no such file")
+    if file.suffix.lower() != ".json":
+        record = read_metadata(file)
+        if record is None:
+            raise InputError(f"--config {path}: the picture holds no painterly record (was it written by painterly?)")
+        return record
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"--config {path} is not readable JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config {path} must hold a JSON object")
+    return data if "settings" in data else {"settings": data}
+
+
+def run_record(settings: Any, content: Any, styles: Sequence[Any], masks: Sequence[Any] | None) -> dict[str, Any]:
+    """What an output records about the run that made it: enough for ``--config`` to make it again."""
+    from . import __version__
+
+    return {
+        "painterly": __version__,
+        "settings": settings.to_dict(),
+        "content": str(content),
+        "styles": [str(x) for x in styles],
+        "masks": None if masks is None else [None if m is None else str(m) for m in masks],
+    }
+
+
 def _stylize(args: argparse.Namespace) -> int:
     from .api import stylize
     from .checkpoint import check_checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
+    from .device import reuse_freed_memory
     from .image import check_output_path, save_image
     from .progress import ProgressBar, Saver
 
     # Everything that can be checked is checked before any work: a bad flag, an unwritable output
     # or a stale checkpoint should cost a second, not an hour.
-    settings = settings_from(args).resolved()
+    settings, content, styles, masks = _run_inputs(args)
     out = check_output_path(args.output, bit_depth=args.bit_depth)
     ckpt = check_checkpoint_path(Path(args.checkpoint).expanduser() if args.checkpoint else Path(f"{out}.ckpt"))
     if args.resume:
@@ -168,22 +229,24 @@ def _stylize(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    record = run_record(settings, content, styles, masks)
     bar = ProgressBar(disable=args.quiet)
     saver = Saver(out, args.save_every, args.bit_depth)
     with _StopOnSignal(say=bar.write) as signals:
         try:
-            result = stylize(
-                args.content, args.styles, settings, masks=_masks(args.mask), stop=signals.stop, resume=resume,
-                callback=lambda step: (bar(step), saver(step)), checkpoint_every=args.checkpoint_every,
-                on_checkpoint=(lambda state: save_checkpoint(state, ckpt)) if args.checkpoint_every > 0 else None,
-            )  # fmt: skip
+            with reuse_freed_memory():  # this process is ours: keep freed memory for the next evaluation
+                result = stylize(
+                    content, styles, settings, masks=masks, stop=signals.stop, resume=resume,
+                    callback=lambda step: (bar(step), saver(step)), checkpoint_every=args.checkpoint_every,
+                    on_checkpoint=(lambda state: save_checkpoint(state, ckpt)) if args.checkpoint_every > 0 else None,
+                )  # fmt: skip
         finally:
             bar.close()
         signals.saving()
         state = result.checkpoint()
         if state is not None:  # the checkpoint first: with it, even a failed image write loses nothing
             save_checkpoint(state, ckpt)
-        save_image(result.image, out, bit_depth=args.bit_depth)
+        save_image(result.image, out, bit_depth=args.bit_depth, metadata=record)
     if result.message:  # the optimisation gave up (a loss that stayed non-finite)
         raise PainterlyError(f"{result.message}; wrote it to {out}")
     if result.interrupted:
@@ -191,7 +254,7 @@ def _stylize(args: argparse.Namespace) -> int:
         return signals.exit_code()
     remove_checkpoint(ckpt)
     if not args.quiet:
-        terms = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        terms = ", ".join(f"{k} {result.losses[k]:.4g}" for k in ("content", "style", "tv", "total"))
         print(f"painterly: wrote {out} in {result.seconds:.1f} s ({result.evaluations} evaluations; {terms})",
               file=sys.stderr)  # fmt: skip
     return 0

@@ -6,11 +6,11 @@ import contextlib
 import ctypes
 import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, OutOfMemory
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -48,6 +48,10 @@ def reuse_freed_memory() -> Iterator[None]:
     blocks are reused less snugly, it rose from 4.1 to 5.9 GiB (BENCHMARKS.md). Leaving, the
     freed memory is returned (``malloc_trim``), so a long-lived process (the studio) does not
     keep a big run's peak. Elsewhere than Linux/glibc this does nothing.
+
+    The thresholds are process-wide and glibc cannot report their previous values, so only code
+    that owns the process uses this: the ``painterly`` command (and its sub-commands) around each
+    run. :func:`painterly.stylize` never calls it; a program of your own may, around its runs.
     """
     libc = _glibc()
     if libc is not None:
@@ -70,3 +74,26 @@ def _glibc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc
+
+
+@contextlib.contextmanager
+def memory_guard(at: Callable[[], tuple[int, int]]) -> Iterator[None]:
+    """Turn running out of memory into :class:`OutOfMemory` naming the (height, width) ``at()`` that
+    was being worked on, with what to try instead.
+
+    CUDA raises ``torch.OutOfMemoryError``; the CPU allocator a plain ``RuntimeError`` ("can't
+    allocate memory"); MPS a ``RuntimeError`` ("out of memory"); numpy and Python ``MemoryError``.
+    """
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        text = str(err)
+        oom = isinstance(err, MemoryError | torch.cuda.OutOfMemoryError)
+        if not (oom or "out of memory" in text or "can't allocate memory" in text):
+            raise
+        height, width = at()
+        smaller = max(16, round(max(height, width) / 2**0.5))  # half the pixels
+        raise OutOfMemory(
+            f"out of memory at {width}x{height} px ({type(err).__name__}); try a smaller --size (e.g. {smaller}), "
+            "a smaller --history-size (e.g. 5) or --optimizer adam, which keep less state"
+        ) from err

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from .config import Settings
 from .errors import InputError
+from .files import atomic_write
 from .optimize import Step
 
 # The seed's setting (one scale) at a size that finishes in minutes on a laptop CPU.
@@ -56,10 +56,14 @@ def experiment_settings(**overrides: Any) -> Settings:
     return Settings(**base).resolved()
 
 
-def evaluations(s: Settings) -> int:
-    """Evaluations a run with these settings makes in all scales."""
-    sizes = s.scale_sizes()
-    return sum(s.iterations if size == s.size else s.coarse_iterations for size in sizes)
+def evaluations(s: Settings, content: str | Path | None = None) -> int:
+    """Evaluations a run with these settings makes in all scales on this content (default: a square)."""
+    from .image import as_image
+    from .plan import evaluations as count
+    from .plan import plan_scales
+
+    shape = (s.size, s.size) if content is None else as_image(str(content), "content", s.max_pixels).shape[-2:]
+    return count(plan_scales(s, tuple(shape)))
 
 
 def default_snapshots(total: int) -> tuple[int, ...]:
@@ -77,7 +81,7 @@ def run_init(content: str, style: str, out_dir: str | Path, *, snapshots: Sequen
     if "init" in overrides:
         raise InputError("--init is what the init experiment varies; leave it out")
     s = experiment_settings(**overrides)
-    total = evaluations(s)
+    total = evaluations(s, content)
     snaps = tuple(sorted(set(snapshots))) if snapshots else default_snapshots(total)
     bad = [k for k in snaps if not 1 <= k <= total]
     if bad:
@@ -117,8 +121,8 @@ def _prepare(out_dir: str | Path, content: str, style: str, s: Settings) -> tupl
     its style term over the content picture's: 0 means "matches that target", 1 "as far from it as
     the other input is". Unlike raw terms they compare across models, layers and normalisation.
     """
-    from .api import example_path, score
-    from .image import load_image, resize, resize_to, save_image
+    from .api import score
+    from .image import example_path, load_image, resize, resize_to, save_image
 
     _matplotlib()
     out = Path(out_dir).expanduser()
@@ -159,7 +163,7 @@ def _run(content, style, s: Settings, out: Path, name: str, varied: dict, snaps,
         "settings": varied,
         "image": f"{name}.png",
         "snapshots": shots,
-        "final": result.losses,
+        "final": {k: result.losses[k] for k in TERMS},
         "weights": result.weights,  # α, β, γ and w_l as applied
         "seconds": result.seconds,
         "evaluations": result.evaluations,
@@ -173,9 +177,7 @@ def _finish(out: Path, name: str, content, style, s: Settings, runs: list[dict],
         run["errors"] = _errors(run["final"], reference)
     record = {"experiment": name, "content": str(content), "style": str(style), "settings": s.to_dict(),
               "reference": reference, **extra, "runs": runs}  # fmt: skip
-    tmp = out / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out / f"{name}.json")
+    atomic_write(out / f"{name}.json", json.dumps(record, indent=1))
     draw(record, out)
     return record
 
@@ -188,9 +190,8 @@ def draw(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths = []
     for name, fig in make(record, out).items():
         path = out / f"{record['experiment']}-{name}.jpg"
-        tmp = path.with_name(f".{path.stem}.tmp.jpg")
-        fig.savefig(tmp, dpi=FIGURE_DPI, pil_kwargs={"quality": JPEG_QUALITY, "optimize": True, "progressive": True})
-        os.replace(tmp, path)
+        options = {"quality": JPEG_QUALITY, "optimize": True, "progressive": True}
+        atomic_write(path, lambda fh: fig.savefig(fh, format="jpeg", dpi=FIGURE_DPI, pil_kwargs=options))
         paths.append(path)
     return paths
 
@@ -345,9 +346,9 @@ def _matplotlib() -> None:
 
 # ------------------------------------------------------------------------------------ command line
 def build_parser() -> argparse.ArgumentParser:
-    from .flags import add_settings_flags, number_list
+    from .flags import Parser, add_settings_flags, number_list
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="painterly experiment",
         description="Reproduce the seed's experiments for any image pair: figures, outputs and a JSON record in DIR.",
     )

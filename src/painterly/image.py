@@ -12,16 +12,13 @@ tifffile, but their ICC profile is not applied (assumed sRGB). Animated GIF/WebP
 
 from __future__ import annotations
 
-import contextlib
 import io
+import json
 import os
-import secrets
 import stat
 import struct
-import tempfile
 import warnings
 import zlib
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
@@ -30,9 +27,10 @@ import numpy as np
 import tifffile
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
-from painterly.errors import InputError
+from .errors import InputError
+from .files import atomic_write, writable_folder
 
 DEFAULT_MAX_PIXELS: int = 80_000_000
 SUPPORTED_INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
@@ -270,22 +268,24 @@ def check_output_path(path: str | os.PathLike, *, bit_depth: int = 8) -> Path:
         raise _fail(out, f"16-bit output needs .png, .tif or .tiff, not {ext}")
     if out.is_dir():
         raise _fail(out, "is a folder; give a file name")
-    folder = out.parent
-    if not folder.is_dir():
-        raise _fail(out, f"the folder {folder} does not exist")
-    try:  # a real probe: os.access is wrong for root, read-only mounts and ACLs
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise _fail(out, f"the folder {folder} is not writable ({exc.strerror or exc})") from None
+    problem = writable_folder(out.parent)
+    if problem is not None:
+        raise _fail(out, problem)
     return out
 
 
 def save_image(
-    image: torch.Tensor, path: str | os.PathLike, *, bit_depth: int = 8, alpha: torch.Tensor | None = None
+    image: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    bit_depth: int = 8,
+    alpha: torch.Tensor | None = None,
+    metadata: dict | None = None,
 ) -> Path:
     """Write ``(1, 3, H, W)`` sRGB in [0, 1] atomically, with an sRGB ICC profile; returns the path.
+
+    ``metadata`` (JSON-ready, with a ``"painterly"`` key) is stored in the file; :func:`read_metadata`
+    reads it back (the CLI records the run's settings there, and ``--config`` replays them).
 
     A ``(1, 4, H, W)`` image carries its own alpha unless ``alpha`` (``(1, 1, H, W)``) is given.
     JPEG (quality 95, 4:4:4) has no alpha: it is composited on white, as load_image does. 16-bit
@@ -300,8 +300,36 @@ def save_image(
     if a is not None and ext in (".jpg", ".jpeg"):
         rgb, a = rgb * a[..., None] + (1.0 - a[..., None]), None
     arr = np.ascontiguousarray(rgb if a is None else np.concatenate([rgb, a[..., None]], axis=2))
-    _atomic_write(out, lambda f: _encode(f, arr, ext, bit_depth))
+    text = None if metadata is None else json.dumps(metadata, sort_keys=True)
+    try:
+        atomic_write(out, lambda f: _encode(f, arr, ext, bit_depth, text))
+    except OSError as exc:
+        raise _fail(out, f"could not be written: {exc}") from exc
     return out
+
+
+# Where an output records the run that made it (``metadata``): a PNG iTXt chunk, the TIFF
+# ImageDescription tag, or the EXIF ImageDescription of a JPEG or WebP. BMP has no such field.
+METADATA_KEY = "painterly"
+_EXIF_DESCRIPTION = 0x010E
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The ``metadata`` that :func:`save_image` recorded in ``path``, or ``None`` if it holds none."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                text = tif.pages[0].description
+        else:
+            with Image.open(path) as im:
+                text = im.text.get(METADATA_KEY) if hasattr(im, "text") else None
+                text = text or im.getexif().get(_EXIF_DESCRIPTION)
+        record = json.loads(text) if text else None
+    except (*_DECODE_ERRORS, json.JSONDecodeError, tifffile.TiffFileError, KeyError, IndexError):
+        return None
+    return record if isinstance(record, dict) and METADATA_KEY in record else None
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -333,19 +361,21 @@ def _to_hwc(image: torch.Tensor, alpha: torch.Tensor | None, out: Path) -> tuple
     return rgb, (None if a is None else a.clamp(0.0, 1.0).numpy())
 
 
-def _encode(f: BinaryIO, arr: np.ndarray, ext: str, bit_depth: int) -> None:
-    """Encode (H, W, 3|4) floats in [0, 1] into ``f`` in the format named by ``ext``."""
+def _encode(f: BinaryIO, arr: np.ndarray, ext: str, bit_depth: int, text: str | None = None) -> None:
+    """Encode (H, W, 3|4) floats in [0, 1] into ``f`` in the format named by ``ext``, with ``text``
+    as the painterly metadata where the format has a place for it."""
     icc = _srgb_icc()
     if bit_depth == 16:
         q = np.round(arr * 65535.0).astype(np.uint16)
         if ext == ".png":
-            _write_png16(f, q, icc)
+            _write_png16(f, q, icc, text)
         else:
             extras = ("unassalpha",) if q.shape[2] == 4 else None
-            tifffile.imwrite(f, q, photometric="rgb", extrasamples=extras, iccprofile=icc, compression="zlib")
+            tifffile.imwrite(f, q, photometric="rgb", extrasamples=extras, iccprofile=icc, compression="zlib",
+                             description=text, metadata=None)  # fmt: skip
         return
     im = Image.fromarray(np.round(arr * 255.0).astype(np.uint8))
-    fmt = _PIL_FORMAT[ext]
+    fmt = _PIL_FORMAT.get(ext, "TIFF" if ext in (".tif", ".tiff") else "BMP")
     options = {
         "PNG": {"icc_profile": icc},
         "JPEG": {"quality": 95, "subsampling": 0, "icc_profile": icc},  # subsampling 0 = 4:4:4
@@ -353,11 +383,21 @@ def _encode(f: BinaryIO, arr: np.ndarray, ext: str, bit_depth: int) -> None:
         "TIFF": {"compression": "tiff_deflate", "icc_profile": icc},
         "BMP": {},  # BMP has no ICC support in Pillow; BMP is sRGB by convention
     }[fmt]
+    if text is not None and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(METADATA_KEY, text, zip=True)
+        options["pnginfo"] = info
+    elif text is not None and fmt in ("JPEG", "WEBP"):
+        exif = Image.Exif()
+        exif[_EXIF_DESCRIPTION] = text
+        options["exif"] = exif.tobytes()
+    elif text is not None and fmt == "TIFF":
+        options["description"] = text
     im.save(f, format=fmt, **options)
 
 
-def _write_png16(f: BinaryIO, q: np.ndarray, icc: bytes) -> None:
-    """A minimal 16-bit RGB(A) PNG writer (PNG spec §11): IHDR, iCCP, IDAT with the Sub filter, IEND."""
+def _write_png16(f: BinaryIO, q: np.ndarray, icc: bytes, text: str | None = None) -> None:
+    """A minimal 16-bit RGB(A) PNG writer (PNG spec §11): IHDR, iCCP, iTXt, IDAT with the Sub filter, IEND."""
 
     def chunk(tag: bytes, data: bytes) -> None:
         f.write(struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data)))
@@ -371,33 +411,52 @@ def _write_png16(f: BinaryIO, q: np.ndarray, icc: bytes) -> None:
     f.write(b"\x89PNG\r\n\x1a\n")
     chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6 if channels == 4 else 2, 0, 0, 0))
     chunk(b"iCCP", b"sRGB\x00\x00" + zlib.compress(icc))
+    if text is not None:  # keyword, NUL, compressed, method 0, no language, no translated keyword
+        chunk(b"iTXt", METADATA_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(text.encode()))
     data = zlib.compress(filtered.tobytes(), 6)
     for start in range(0, len(data), 1 << 24):  # chunks of 16 MiB, well under PNG's 2**31 - 1
         chunk(b"IDAT", data[start : start + (1 << 24)])
     chunk(b"IEND", b"")
 
 
-def _atomic_write(out: Path, encode: Callable[[BinaryIO], None]) -> None:
-    """Write to ``.<name>.<random>.part`` beside ``out``, fsync, then rename over it.
+# ------------------------------------------------------------------------------ run inputs
+ImageLike = str | os.PathLike | torch.Tensor
+EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLE_PREFIX = "example:"
 
-    The temporary file is created with open() so its mode follows the umask (mkstemp would give
-    0600). On any failure it is removed and an existing ``out`` is left exactly as it was.
-    """
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.part")
-    try:
-        with open(tmp, "xb") as f:
-            encode(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _fail(out, f"could not be written: {exc}") from exc
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not on every platform)
-        dir_fd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+def examples() -> dict[str, Path]:
+    """The images shipped with painterly, by name (the file's stem): ``example:NAME`` refers to one."""
+    return {p.stem: p for p in sorted(EXAMPLES.iterdir()) if p.suffix.lower() in (".jpg", ".png")}
+
+
+def example_path(value: str | os.PathLike) -> str | os.PathLike:
+    """``example:NAME`` (NAME a stem from :func:`examples`) as the path of that file; anything else as is."""
+    if isinstance(value, str) and value.startswith(EXAMPLE_PREFIX):
+        name = value.removeprefix(EXAMPLE_PREFIX)
+        shipped = examples()
+        if name not in shipped:
+            raise InputError(f"no shipped example {name!r}; examples: {', '.join(shipped)}")
+        return shipped[name]
+    return value
+
+
+def as_image(value: ImageLike, what: str, max_pixels: int | None = None) -> torch.Tensor:
+    """A run's input as (1, 3, H, W) floats in [0, 1]: a file, ``example:NAME`` or a tensor."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 3:
+            value = value.unsqueeze(0)
+        if value.dim() != 4 or value.shape[1] != 3:
+            raise InputError(f"{what} tensor must have shape (1, 3, H, W), got {tuple(value.shape)}")
+        return value.float().clamp(0, 1)
+    return load_image(example_path(value), max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+
+
+def as_mask(value: ImageLike | None, max_pixels: int | None = None) -> torch.Tensor | None:
+    """A guide mask as (1, 1, H, W) in [0, 1] (grey level: white = applies); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.dim() >= 3 and value.shape[-3] == 1:
+        mask = value if value.dim() == 4 else value.unsqueeze(0)
+        return mask.float()
+    return as_image(value, "mask", max_pixels).mean(dim=1, keepdim=True)

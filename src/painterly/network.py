@@ -9,13 +9,18 @@ and normalises its RGB ``[0, 1]`` input with the ImageNet statistics torchvision
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 # Channels per convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman, configurations D and E).
 CONFIGS: dict[str, list[int | str]] = {
@@ -62,6 +67,13 @@ def check_layers(arch: str, layers: Iterable[str]) -> list[str]:
         if name not in valid:
             raise InputError(f"unknown layer {name!r} for {arch}; valid layers: {', '.join(valid)}")
     return layers
+
+
+def min_side(arch: str, taps: Iterable[str]) -> int:
+    """Smallest image side that leaves every one of ``taps`` at least one pixel: 2 per pool before it."""
+    names = layer_names(arch)
+    depth = max(names.index(t) for t in check_layers(arch, taps)) + 1
+    return 2 ** sum(1 for n in names[:depth] if n.startswith("pool"))
 
 
 def build_features(arch: str, depth: int | None = None) -> nn.Sequential:
@@ -127,7 +139,7 @@ class VGGFeatures(nn.Module):
     @property
     def min_size(self) -> int:
         """Smallest image side that still leaves every tap at least one pixel."""
-        return 2 ** sum(1 for n in self.names if n.startswith("pool"))
+        return min_side(self.arch, self.taps)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map an RGB batch in ``[0, 1]``, shape ``(B, 3, H, W)``, to ``{tap: activation}``.
@@ -229,3 +241,26 @@ def load_features(features: nn.Sequential, state_dict: dict[str, torch.Tensor]) 
             raise WeightsError(f"weights entry {full!r} has shape {tuple(value.shape)}, expected {tuple(param.shape)}")
         picked[key] = value
     features.load_state_dict(picked, strict=True)
+
+
+def build_network(s: Settings, device: torch.device, dtype: torch.dtype) -> VGGFeatures:
+    """The frozen, truncated network resolved settings ``s`` ask for, on ``device``, evaluating the
+    image being optimised in ``dtype`` (see :func:`resolve_precision`)."""
+    taps = list(dict.fromkeys([s.content_layer, *s.style_layers]))
+    net = VGGFeatures(s.model_defaults().arch, taps, cached_weights(s.model, s.weights, s.seed))
+    net.compute_dtype = dtype
+    return net.to(device).to(memory_format=torch.channels_last)
+
+
+def cached_weights(model: str, weights: str | None, seed: int) -> dict[str, torch.Tensor]:
+    """:func:`painterly.weights.load_weights`, kept for the process: a batch, the studio and the
+    experiments load a model once. The seed only matters for ``weights="random"``: real weights
+    are one entry whatever the seed (they are 548 MB for VGG19)."""
+    return _cached_weights(model, weights, seed if weights == "random" else 0)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_weights(model: str, weights: str | None, seed: int) -> dict[str, torch.Tensor]:
+    from .weights import load_weights
+
+    return load_weights(model, weights, seed=seed)

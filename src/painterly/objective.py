@@ -10,13 +10,23 @@ run at one scale and calls them.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from . import color
+from .errors import InputError
+from .image import resize, resize_to
 from .network import VGGFeatures
+from .plan import scaled
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -167,13 +177,55 @@ class StyleTarget:
     weight: float = 1.0
 
 
-class Objective:
-    """α·content + β·Σ_l w_l·style_l + γ·tv for one content, a blend of styles, at one scale.
+@dataclass(frozen=True)
+class Weights:
+    """How the terms are weighed: the seed's α, β, γ and w_l as given, and, separately, the
+    per-pair normalisers N that the default divides each term by (all 1 with ``normalize`` off).
 
-    ``area`` is H·W of the *output* resolution at the style taps' depth ratio: the style term is
-    evaluated as if at the final output's resolution, so β means the same at every scale and for
-    style images of any size (a departure that reduces to the seed's formula exactly when the
-    scale is the output's and the style image has the output's size).
+    The optimised total is ``α/N_c · L_content + β · Σ_l (w_l/N_l) · L_style^l + γ/N_tv · L_tv``.
+    """
+
+    alpha: float
+    beta: float
+    gamma: float
+    layer_weights: dict[str, float]
+    content_norm: float = 1.0
+    style_norms: dict[str, float] = field(default_factory=dict)
+    tv_norm: float = 1.0
+
+    @property
+    def content_factor(self) -> float:
+        return self.alpha / self.content_norm
+
+    @property
+    def tv_factor(self) -> float:
+        return self.gamma / self.tv_norm
+
+    def style_factor(self, layer: str) -> float:
+        return self.beta * self.layer_weights[layer] / self.style_norms.get(layer, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """α, β, γ, ``layer_weights`` {layer: w_l} as given, and ``normalizers`` {content, style: {layer: N_l}, tv}."""
+        style_norms = {k: self.style_norms.get(k, 1.0) for k in self.layer_weights}
+        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "layer_weights": dict(self.layer_weights),
+                "normalizers": {"content": self.content_norm, "style": style_norms, "tv": self.tv_norm}}  # fmt: skip
+
+
+def style_key(layer: str) -> str:
+    """The name a style layer's own term has in a loss report: ``style:relu1_2``."""
+    return f"style:{layer}"
+
+
+class Objective:
+    """The seed's terms and their weighted total for one content, a blend of styles, at one scale.
+
+    Calling it gives the raw terms (``content``, each ``style:<layer>``, their seed sum ``style``
+    = Σ_l w_l L_style^l, ``tv``) and the ``total`` that is optimised, weighed by :class:`Weights`.
+
+    ``output_area`` is H·W of the *output*: the style term is evaluated as if at the final output's
+    resolution, so β means the same at every scale and for style images of any size (a departure
+    that reduces to the seed's formula exactly when the scale is the output's and the style image
+    has the output's size).
     """
 
     def __init__(
@@ -184,11 +236,8 @@ class Objective:
         *,
         content_layer: str,
         style_layers: Sequence[str],
-        layer_weights: Sequence[float],
+        weights: Weights,
         blend_weights: Sequence[float],
-        alpha: float,
-        beta: float,
-        gamma: float,
         output_area: float,
         style_masks: Sequence[torch.Tensor | None] | None = None,
         output_masks: Sequence[torch.Tensor | None] | None = None,
@@ -196,12 +245,11 @@ class Objective:
         self.net = net
         self.content_layer = content_layer
         self.style_layers = list(style_layers)
-        self.layer_weights = list(layer_weights)
-        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.weights = weights
         # Output pixel count relative to this scale's; style areas scale with it at every tap.
         self.area_ratio = output_area / (content.shape[-2] * content.shape[-1])
         with torch.no_grad():
-            self.content_target = net(content)[content_layer].detach() if alpha > 0 else None
+            self.content_target = net(content)[content_layer].detach() if weights.alpha > 0 else None
             self.targets = self._style_targets(styles, blend_weights, style_masks, output_masks)
 
     def _style_targets(self, styles, blend_weights, style_masks, output_masks) -> list[list[StyleTarget]]:
@@ -246,14 +294,119 @@ class Objective:
         return [self._layer_term(feats[layer], t) for layer, t in zip(self.style_layers, self.targets)]
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The three terms and the weighted total for ``image`` (B, 3, H, W) in [0, 1]."""
+        """The raw terms and the weighted total for ``image`` (B, 3, H, W) in [0, 1]."""
+        w = self.weights
         feats = self.net(image)
         zero = image.new_zeros(())
-        content = content_loss(feats[self.content_layer], self.content_target) if self.alpha > 0 else zero
+        terms = {"content": content_loss(feats[self.content_layer], self.content_target) if w.alpha > 0 else zero}
+        total = w.content_factor * terms["content"]
         style = zero
-        if self.beta > 0:
-            for layer, w, targets in zip(self.style_layers, self.layer_weights, self.targets):
-                style = style + w * self._layer_term(feats[layer], targets)
-        tv = tv_loss(image) if self.gamma > 0 else zero
-        total = self.alpha * content + self.beta * style + self.gamma * tv
-        return {"content": content, "style": style, "tv": tv, "total": total}
+        for layer, targets in zip(self.style_layers, self.targets):
+            term = self._layer_term(feats[layer], targets) if w.beta > 0 else zero
+            terms[style_key(layer)] = term
+            style = style + w.layer_weights[layer] * term
+            total = total + w.style_factor(layer) * term
+        terms["style"] = style
+        terms["tv"] = tv_loss(image) if w.gamma > 0 else zero
+        terms["total"] = total + w.tv_factor * terms["tv"]
+        return terms
+
+
+# The normalisers are measured at this longest side (or the output's, if smaller): big enough to
+# be representative, small enough to cost one cheap forward pass even for print-size outputs.
+NORMALIZE_REFERENCE = 512
+
+
+@dataclass
+class Problem:
+    """Everything a run's objective needs, built once: network, images in the network's colour
+    space, style blend, masks and the :class:`Weights`. :meth:`objective_at` gives the objective
+    at any size; stylize and score both use it, so they cannot disagree."""
+
+    settings: Settings
+    net: VGGFeatures
+    content: torch.Tensor  # at the output's size, as the network sees it (luminance if asked)
+    styles: list[torch.Tensor]
+    blend: tuple[float, ...]
+    masks: list[torch.Tensor | None] | None
+    device: torch.device
+    weights: Weights = field(init=False)
+
+    @classmethod
+    def build(cls, net: VGGFeatures, content: torch.Tensor, styles: Sequence[torch.Tensor], s: Settings,
+              masks: Sequence[torch.Tensor | None] | None, device: torch.device) -> Problem:  # fmt: skip
+        """From images already read (``content`` at the output's size) and resolved settings."""
+        if not styles:
+            raise InputError("at least one style image is needed")
+        blend = s.style_blend_weights or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise InputError(f"--style-blend-weights has {len(blend)} values for {len(styles)} style images")
+        if masks is not None and len(masks) != len(styles):
+            raise InputError(f"{len(masks)} masks given for {len(styles)} style images")
+        styles = list(styles)
+        if s.preserve_color == "histogram":
+            styles = [color.match_color(x, content) for x in styles]
+        if s.preserve_color == "luminance":
+            styles = [color.match_luminance(x, content) for x in styles]
+            content = color.luminance(content)
+        problem = cls(s, net, content, styles, tuple(blend), None if masks is None else list(masks), device)
+        problem.weights = problem._measure_weights()
+        return problem
+
+    def _style_images(self, size: tuple[int, int]) -> list[torch.Tensor]:
+        """The styles at this scale: longest side = style size (default output size × style scale)
+        times this scale's share of the output, so strokes keep their size relative to the output
+        at every scale of the pyramid."""
+        s = self.settings
+        final = s.style_size or s.size * s.style_scale
+        side = final * max(size) / max(self.content.shape[-2:])
+        out = []
+        for x in self.styles:
+            # Never smaller than the network can take: the shorter side keeps at least min_size.
+            least = self.net.min_size * max(x.shape[-2:]) / min(x.shape[-2:])
+            out.append(resize(x, max(round(side), math.ceil(least))).to(self.device))
+        return out
+
+    def objective_at(self, size: tuple[int, int], weights: Weights | None = None) -> Objective:
+        s = self.settings
+        out_masks = None
+        if self.masks is not None and any(m is not None for m in self.masks):  # all None: a plain blend
+            out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
+        height, width = self.content.shape[-2:]
+        return Objective(
+            self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
+            content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
+            blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
+        )  # fmt: skip
+
+    def _measure_weights(self) -> Weights:
+        """The settings' α, β, γ, w_l and, with ``normalize`` (the default), each term's own scale for
+        this image pair, measured once at a reference size, so one set of defaults works for any
+        network, image pair and output size:
+
+        * content by the mean square of the content image's features at the content tap,
+        * each style layer by its loss between the content image and the style at the output's H·W,
+        * total variation by the number of values 3·H·W of the output.
+
+        Departure from the seed, which weighs raw terms; ``normalize=False`` leaves every N at 1.
+        """
+        s = self.settings
+        given = Weights(s.content_weight, s.style_weight, s.tv_weight, dict(zip(s.style_layers, s.style_layer_weights)))
+        if not s.normalize:
+            return given
+        height, width = self.content.shape[-2:]
+        longest = min(NORMALIZE_REFERENCE, max(height, width))
+        longest = max(longest, math.ceil(self.net.min_size * max(height, width) / min(height, width)))  # thin ones
+        ref = scaled(height, width, longest)
+        unit = Weights(1.0, 1.0, 0.0, dict.fromkeys(s.style_layers, 1.0))
+        with torch.no_grad():
+            objective = self.objective_at(ref, unit)
+            content = resize_to(self.content, ref).to(self.device)
+            content_norm = float(objective.net(content)[s.content_layer].float().pow(2).mean())
+            per_layer = objective.style_terms(content)
+        return dataclasses.replace(
+            given,
+            content_norm=max(content_norm, 1e-12),
+            style_norms={layer: max(float(v), 1e-12) for layer, v in zip(s.style_layers, per_layer)},
+            tv_norm=float(3 * height * width),
+        )

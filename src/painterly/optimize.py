@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-CHECKPOINT_VERSION = 1
+from .plan import ScalePlan, evaluations
+
 # A non-finite loss rolls back to the last good image and retries with a halved step this often.
 MAX_NONFINITE_RETRIES = 4
 
@@ -50,12 +51,6 @@ class Position:
 
 
 @dataclass
-class ScalePlan:
-    size: tuple[int, int]
-    evaluations: int
-
-
-@dataclass
 class LoopResult:
     image: torch.Tensor
     losses: dict[str, float]
@@ -78,6 +73,9 @@ def _loop_state(pos: Position, params, optimizer_state, history) -> dict[str, An
 
 class _NonFinite(Exception):
     pass
+
+
+Terms = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # an objective: image -> named terms and "total"
 
 
 # L-BFGS keeps 2 vectors the size of the image per history pair: at 4096x3072 the default 20 pairs
@@ -105,7 +103,7 @@ def upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def run_scales(
     plans: list[ScalePlan],
-    make_objective: Callable[[int], Callable[[torch.Tensor], dict[str, torch.Tensor]]],
+    make_objective: Callable[[int], Terms],
     init: Callable[[tuple[int, int]], torch.Tensor],
     *,
     device: torch.device,
@@ -118,7 +116,7 @@ def run_scales(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_every: float = 0.0,
 ) -> LoopResult:
-    """Optimise at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
+    """Optimise on ``device`` at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
 
     ``init(size)`` gives the first scale's starting image. With ``resume`` (a checkpoint from an
     interrupted run) the loop restarts exactly where it stopped. ``on_checkpoint``, if given,
@@ -126,34 +124,63 @@ def run_scales(
     seconds, between evaluations, so a run killed outright (SIGKILL, out of memory, power) can
     resume from it too.
     """
-    total = sum(p.evaluations for p in plans)
-    pos = Position()
-    image: torch.Tensor | None = None
-    opt_state = None
-    history: list[dict[str, float]] = []
-    if resume is not None:
-        pos = Position(**resume["position"])
-        image = resume["params"]
-        opt_state = resume.get("optimizer")
-        history = list(resume.get("history", []))
-    start = time.perf_counter() - pos.elapsed
-    last_checkpoint = time.perf_counter()
-    losses: dict[str, float] = {}
-
-    for index in range(pos.scale, len(plans)):
-        plan = plans[index]
-        objective = make_objective(index)
+    loop = _Loop(plans, device, optimizer, lr, history_size, callback, stop, on_checkpoint, checkpoint_every)
+    image, opt_state = loop.restore(resume)
+    for index in range(loop.pos.scale, len(plans)):
+        size = plans[index].size
         if image is None:
-            image = init(plan.size)
-        elif tuple(image.shape[-2:]) != plan.size:
-            image = upsample(image, plan.size)
-        x = image.detach().to(device=device).contiguous()  # L-BFGS flattens grads: keep NCHW
+            image = init(size)
+        elif tuple(image.shape[-2:]) != size:
+            image = upsample(image, size)
+        outcome = loop.run_scale(index, make_objective(index), image, opt_state)
+        if outcome is not None:
+            return outcome
+        image, opt_state = loop.good, None
+        loop.pos.scale, loop.pos.done = index + 1, 0
+    assert image is not None
+    return loop.result(image.cpu())
+
+
+class _Loop:
+    """The state of :func:`run_scales` between evaluations, and one scale's optimisation."""
+
+    def __init__(self, plans, device, optimizer, lr, history_size, callback, stop, on_checkpoint, every) -> None:
+        self.plans, self.device = plans, device
+        self.optimizer, self.lr, self.history_size = optimizer, lr, history_size
+        self.callback, self.stop, self.on_checkpoint, self.every = callback, stop, on_checkpoint, every
+        self.total = evaluations(plans)
+        self.pos = Position()
+        self.history: list[dict[str, float]] = []
+        self.losses: dict[str, float] = {}
+        self.good: torch.Tensor | None = None  # the last image whose evaluation was finite
+
+    def restore(self, resume: dict[str, Any] | None) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
+        image = opt_state = None
+        if resume is not None:
+            self.pos = Position(**resume["position"])
+            image, opt_state = resume["params"], resume.get("optimizer")
+            self.history = list(resume.get("history", []))
+        self.start = time.perf_counter() - self.pos.elapsed
+        self.last_checkpoint = time.perf_counter()
+        return image, opt_state
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def result(self, image: torch.Tensor, interrupted: bool = False, opt_state=None, message: str = "",
+               params: torch.Tensor | None = None) -> LoopResult:  # fmt: skip
+        self.pos.elapsed = self.elapsed()
+        return LoopResult(image, self.losses, self.history, self.pos, interrupted, opt_state, message, params)
+
+    def run_scale(self, index: int, objective: Terms, image: torch.Tensor, opt_state) -> LoopResult | None:
+        """Scale ``index``'s evaluations from ``image``; a :class:`LoopResult` if the run ends here."""
+        plan, pos = self.plans[index], self.pos
+        x = image.detach().to(device=self.device).contiguous()  # L-BFGS flattens grads: keep NCHW
         x.requires_grad_(True)
-        good = x.detach().clone()
-        opt = make_optimizer(optimizer, x, lr * pos.lr_factor, history_size)
+        self.good = x.detach().clone()
+        opt = make_optimizer(self.optimizer, x, self.lr * pos.lr_factor, self.history_size)
         if opt_state is not None:
             opt.load_state_dict(opt_state)
-            opt_state = None
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
@@ -168,49 +195,48 @@ def run_scales(
 
         retries = 0
         while pos.done < plan.evaluations:
-            if stop is not None and stop.is_set():
-                pos.elapsed = time.perf_counter() - start
-                return LoopResult(good.cpu(), losses, history, pos, True, opt.state_dict(), "", x.detach().cpu())
+            if self.stop is not None and self.stop.is_set():
+                return self.result(self.good.cpu(), True, opt.state_dict(), "", x.detach().cpu())
             evaluated = x.detach().clone()
             try:
                 opt.step(closure)
             except _NonFinite:
                 retries += 1
                 if retries > MAX_NONFINITE_RETRIES:
-                    pos.elapsed = time.perf_counter() - start
-                    msg = (
-                        f"the loss stayed non-finite after {MAX_NONFINITE_RETRIES} retries at "
-                        f"{plan.size[1]}x{plan.size[0]}; kept the last good image (try lower weights)"
-                    )
-                    return LoopResult(good.cpu(), losses, history, pos, True, None, msg)
+                    msg = (f"the loss stayed non-finite after {MAX_NONFINITE_RETRIES} retries at "
+                           f"{plan.size[1]}x{plan.size[0]}; kept the last good image (try lower weights)")  # fmt: skip
+                    return self.result(self.good.cpu(), True, None, msg)
                 # Step back to the last good image; drop the optimiser's history, halve its step.
                 with torch.no_grad():
-                    x.copy_(good)
+                    x.copy_(self.good)
                 pos.lr_factor *= 0.5
-                opt = make_optimizer(optimizer, x, lr * pos.lr_factor, history_size)
+                opt = make_optimizer(self.optimizer, x, self.lr * pos.lr_factor, self.history_size)
                 continue
             with torch.no_grad():
                 x.clamp_(0, 1)  # the box constraint: pixels stay displayable
-            good = evaluated
-            pos.done += 1
-            pos.iteration += 1
-            losses = {k: float(v.detach()) for k, v in last.items()}
-            history.append({"iteration": pos.iteration, "scale": index, "time": time.perf_counter() - start, **losses})
-            if callback is not None:
-                callback(
-                    Step(pos.iteration, total, index, len(plans), plan.size, losses,
-                         time.perf_counter() - start, good.cpu())
-                )  # fmt: skip
-            # Not after a scale's last evaluation: resuming there would carry up the optimiser's point
-            # instead of the last evaluated image, and the pixels would differ from an uninterrupted run.
-            due = on_checkpoint is not None and time.perf_counter() - last_checkpoint >= checkpoint_every
-            if due and pos.done < plan.evaluations:
-                pos.elapsed = time.perf_counter() - start
-                params, opt_copy = x.detach().cpu().clone(), copy.deepcopy(opt.state_dict())
-                on_checkpoint(_loop_state(pos, params, opt_copy, list(history)))
-                last_checkpoint = time.perf_counter()
-        image = good
-        pos.scale, pos.done = index + 1, 0
-    pos.elapsed = time.perf_counter() - start
-    assert image is not None
-    return LoopResult(image.cpu(), losses, history, pos)
+            self.good = evaluated
+            self._record(index, last)
+            self._maybe_checkpoint(plan, x, opt)
+        return None
+
+    def _record(self, index: int, last: dict[str, torch.Tensor]) -> None:
+        """Count an evaluation, log its terms and tell the callback."""
+        pos = self.pos
+        pos.done += 1
+        pos.iteration += 1
+        self.losses = {k: float(v.detach()) for k, v in last.items()}
+        self.history.append({"iteration": pos.iteration, "scale": index, "time": self.elapsed(), **self.losses})
+        if self.callback is not None:
+            plan = self.plans[index]
+            self.callback(Step(pos.iteration, self.total, index, len(self.plans), plan.size, self.losses,
+                               self.elapsed(), self.good.cpu()))  # fmt: skip
+
+    def _maybe_checkpoint(self, plan: ScalePlan, x: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        # Not after a scale's last evaluation: resuming there would carry up the optimiser's point
+        # instead of the last evaluated image, and the pixels would differ from an uninterrupted run.
+        due = self.on_checkpoint is not None and time.perf_counter() - self.last_checkpoint >= self.every
+        if due and self.pos.done < plan.evaluations:
+            self.pos.elapsed = self.elapsed()
+            params, opt_copy = x.detach().cpu().clone(), copy.deepcopy(opt.state_dict())
+            self.on_checkpoint(_loop_state(self.pos, params, opt_copy, list(self.history)))
+            self.last_checkpoint = time.perf_counter()
