@@ -81,7 +81,7 @@ def plain_recipe(content: Path, style: Path, settings: Settings, evaluations: in
         total.backward()
         return total
 
-    # The same allocator settings as stylize: the baseline is not slowed by page faults painterly avoids.
+    # The same allocator settings as the painterly command: the baseline is not slowed by page faults it avoids.
     with reuse_freed_memory():
         for _ in range(evaluations):
             evaluated = x.detach().clone()
@@ -117,7 +117,8 @@ def painterly_run(
         if stop_after and i - trace.final_from + 1 >= stop_after and loss <= 0.99 * keep_below:
             stop.set()
 
-    result = painterly.stylize(content, style, settings, callback=callback, stop=stop)
+    with reuse_freed_memory():  # as the painterly command runs it
+        result = painterly.stylize(content, style, settings, callback=callback, stop=stop)
     trace.result = result.image
     return trace
 

@@ -155,6 +155,17 @@ def test_bad_settings_fail_before_any_run(pair, tmp_path, capsys, argv, expected
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["init", "x", "--bogus"], ["init"], ["bogus"], [], ["beta", "a", "b", "-o", "d", "--size", "big"]],
+    ids=["unknown-flag", "missing-args", "unknown-experiment", "nothing", "bad-number"],
+)
+def test_usage_errors_are_one_line_like_the_main_command(capsys, argv):
+    assert cli.main(["experiment", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("painterly: error: ")
+
+
 def test_plot_of_an_empty_folder_is_one_line(tmp_path, capsys):
     assert cli.main(["experiment", "plot", str(tmp_path)]) == 2
     assert "holds neither init.json nor beta.json" in capsys.readouterr().err

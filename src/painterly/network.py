@@ -123,8 +123,10 @@ class VGGFeatures(nn.Module):
         self.taps = check_layers(arch, taps)
         depth = max(names.index(t) for t in self.taps) + 1
         self.names = names[:depth]
-        # Nothing past the deepest tap is built: its work would be wasted.
-        self.features = build_features(arch, depth)
+        # Nothing past the deepest tap is built: its work would be wasted. The layers' own random
+        # initialisation draws from a forked stream, so building a network leaves the caller's alone.
+        with torch.random.fork_rng(devices=[]):
+            self.features = build_features(arch, depth)
         if state_dict is not None:
             load_features(self.features, state_dict)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))

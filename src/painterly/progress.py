@@ -39,7 +39,7 @@ class ProgressBar:
             self.bar = tqdm(total=step.total, initial=step.iteration - 1, unit="eval", dynamic_ncols=True,
                             file=self.file)  # fmt: skip
         self.bar.set_description(_where(step), refresh=False)
-        self.bar.set_postfix({k: f"{v:.3g}" for k, v in step.losses.items()}, refresh=False)
+        self.bar.set_postfix({k: f"{v:.3g}" for k, v in _shown(step.losses).items()}, refresh=False)
         self.bar.update(step.iteration - self.bar.n)
 
     def _log(self, step: Step) -> None:
@@ -48,7 +48,7 @@ class ProgressBar:
         if not (new_scale or due or step.iteration == step.total):
             return
         self.last_scale, self.last_line = step.scale, step.elapsed
-        terms = " ".join(f"{k} {v:.3g}" for k, v in step.losses.items())
+        terms = " ".join(f"{k} {v:.3g}" for k, v in _shown(step.losses).items())
         self.write(f"painterly: {_where(step)}, eval {step.iteration}/{step.total} "
                    f"({step.iteration / step.total:.0%}), {step.elapsed:.0f} s, {terms}")  # fmt: skip
 
@@ -62,6 +62,11 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _shown(losses: dict[str, float]) -> dict[str, float]:
+    """The terms a progress line has room for: the seed's three, any extra, the total (not each layer's)."""
+    return {k: v for k, v in losses.items() if ":" not in k}
 
 
 def _where(step: Step) -> str:
