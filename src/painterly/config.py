@@ -198,6 +198,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
                 raise InputError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+            if value is not None and value > LIMITS.get(name, math.inf):
+                raise InputError(f"--{name.replace('_', '-')} must be at most {LIMITS[name]}, got {value!r}")
         if self.style_scale <= 0:
             raise InputError(f"--style-scale must be > 0, got {self.style_scale!r}")
         if self.scale_step <= 1:
@@ -340,6 +342,8 @@ LIMITS = {
     "history_size": 1000,
     "seed": 2**63 - 1,
     "max_pixels": 2**40,
+    "style_scale": 100.0,
+    "scale_step": 16.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -187,6 +187,7 @@ class JobQueue:
         if resume is not None:  # the loss curve so far, up to where the checkpoint stands
             done = resume["position"]["iteration"]
             live.history = [row for row in job.get("history") or [] if row[0] <= done]
+            log.info("job %s resumes from its checkpoint after evaluation %d", job_id, done)
         self.store.update_job(job_id, status=RUNNING, started=job.get("started") or time.time())
         self._announce(job_id)
         try:

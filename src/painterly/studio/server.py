@@ -10,6 +10,7 @@ machine must show an access token, printed at start as Jupyter does (``--token``
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import secrets
@@ -113,6 +114,7 @@ def serve(
         url = _url(host, bound)
         app.state.studio.lock.note(f"pid {os.getpid()}, {url}")
         say = lambda text: print(f"painterly studio: {text}", file=sys.stderr, flush=True)  # noqa: E731, T201
+        _log_to_stderr()
         if not loopback:
             where = "every network interface" if host in WILDCARDS else host
             who = "anyone with the access token" if token else "ANYONE (no access token)"
@@ -125,6 +127,17 @@ def serve(
             threading.Timer(1.0, webbrowser.open, (local,)).start()
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
         _Server(config).run(sockets=[sock])
+
+
+def _log_to_stderr() -> None:
+    """The queue's notes (a job resumed, a checkpoint that did not fit) as plain lines on stderr."""
+    logger = logging.getLogger("painterly.studio")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("painterly studio: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _port(text: str) -> int:
@@ -160,8 +173,12 @@ def build_parser() -> Parser:
     p.add_argument("--open", action="store_true", help="open the studio in a web browser")
     p.add_argument("--max-upload-mb", type=_megabytes, default=DEFAULT_MAX_UPLOAD_MB,
                    help="largest upload (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-pixels", type=count, default=DEFAULT_MAX_PIXELS,
-                   help="largest image, input or any size a run allocates, in pixels (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--max-pixels",
+        type=count,
+        default=DEFAULT_MAX_PIXELS,
+        help="largest image (an input, or any size a run allocates) in pixels (default: %(default)s)",
+    )
     p.add_argument("--max-storage-mb", type=_megabytes, default=DEFAULT_MAX_STORAGE_MB,
                    help="disk the uploads, results and checkpoints may use (default: %(default)s)")  # fmt: skip
     p.add_argument("--workers", type=count, default=1, help="jobs run at the same time (default: %(default)s)")

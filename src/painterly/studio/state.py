@@ -72,6 +72,9 @@ class Studio:
         if problem:
             raise PainterlyError(f"--data-dir: {problem}")
         self.lock = DataLock(data)
+        for folder in (self.uploads_dir, self.results_dir, self.checkpoints_dir):
+            for stale in folder.glob(".*.part"):  # a write a killed server left half done (we hold the lock)
+                stale.unlink(missing_ok=True)
         try:
             self.store = Store(data / "studio.sqlite3")
         except BaseException:

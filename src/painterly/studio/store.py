@@ -3,9 +3,9 @@
 Everything the gallery shows after a restart lives here: each job's inputs, its full settings,
 status, losses, loss history and the name of its result file (always ``<job id>.png`` under the
 data directory's ``results/``). A record that cannot be read back (written by another version, or
-damaged) is shown as ``unreadable`` instead of failing the whole gallery. One connection is shared by the web thread and the worker
-threads, so every call takes the same lock; SQLite's WAL journal keeps a crash from corrupting
-the file.
+damaged) is shown as ``unreadable`` instead of failing the whole gallery. One connection is
+shared by the web thread and the worker threads, so every call takes the same lock; SQLite's WAL
+journal keeps a crash from corrupting the file.
 """
 
 from __future__ import annotations
