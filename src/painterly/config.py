@@ -170,23 +170,23 @@ class Settings:
         """
         from .network import PRECISIONS, check_layers
 
-        def whole(name: str, value: Any, minimum: int = 1) -> None:
-            top = LIMITS[name]
-            if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= top:
-                raise InputError(
-                    f"--{name.replace('_', '-')} must be an integer from {minimum} to {top}, got {value!r}"
-                )
+        def positive_int(name: str, value: Any, minimum: int = 1) -> None:
+            flag = "--" + name.replace("_", "-")
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise InputError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+            if value > LIMITS[name]:
+                raise InputError(f"{flag} must be at most {LIMITS[name]}, got {value!r}")
 
-        whole("size", self.size, 16)
-        whole("iterations", self.iterations, 0)
-        whole("coarse_iterations", self.coarse_iterations, 0)
-        whole("start_size", self.start_size, 16)
-        whole("history_size", self.history_size, 1)
-        whole("seed", self.seed, 0)
+        positive_int("size", self.size, 16)
+        positive_int("iterations", self.iterations, 0)
+        positive_int("coarse_iterations", self.coarse_iterations, 0)
+        positive_int("start_size", self.start_size, 16)
+        positive_int("history_size", self.history_size, 1)
+        positive_int("seed", self.seed, 0)
         if self.style_size is not None:
-            whole("style_size", self.style_size, 16)
+            positive_int("style_size", self.style_size, 16)
         if self.max_pixels is not None:
-            whole("max_pixels", self.max_pixels, 1)
+            positive_int("max_pixels", self.max_pixels, 1)
         for name in (
             "content_weight",
             "style_weight",
@@ -235,7 +235,7 @@ class Settings:
             raise InputError("--style-blend-weights must not all be zero")
         if self.scales is not None:
             for s in self.scales:
-                whole("scales", s, 16)
+                positive_int("scales", s, 16)
 
     def check_styles(self, count: int) -> None:
         """One-line :class:`InputError` unless the per-style lists fit ``count`` style images."""
@@ -331,7 +331,7 @@ class Settings:
 
 
 # Upper bounds of validate(): far past any real run, low enough that no setting asks for a run that
-# never ends. Sides are pixels (check_pixels bounds their product); the seed is torch's range.
+# never ends. Sides are pixels (check_pixels bounds their product); any seed fits torch.manual_seed.
 LIMITS = {
     "size": 32768,
     "style_size": 32768,
