@@ -294,14 +294,14 @@ def test_a_second_server_on_the_same_folder_is_refused(tmp_path):
 
 
 def test_a_second_serve_on_the_same_folder_exits_with_one_line(tmp_path):
-    with server(tmp_path / "data") as first:
+    with TestClient(create_app(tmp_path / "data", runner=FakeRunner())):  # the first server, in this process
         second = subprocess.run(
             [sys.executable, "-m", "painterly", "serve", "--port", "0", "--data-dir", str(tmp_path / "data")],
             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )  # fmt: skip
-        assert second.returncode == 2
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and f"another painterly studio (pid {first.proc.pid}, http://" in lines[0], lines
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"another painterly studio (pid {os.getpid()}) is using" in lines[0], lines
 
 
 @pytest.mark.parametrize(
@@ -436,18 +436,18 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 def test_kill_9_mid_job_then_restart_gives_the_uninterrupted_result(tmp_path):
-    """A real server, the real engine (random weights, 32 px): SIGKILL after a few checkpoints."""
+    """A real server, the real engine (random weights, 24 px): SIGKILL after a few checkpoints."""
     data = tmp_path / "data"
-    settings = {"size": 32, "iterations": 24, "weights": "random", "model": "vgg16", "seed": 3}
+    settings = {"size": 24, "iterations": 30, "weights": "random", "model": "vgg16", "seed": 3}
     with server(data, "--checkpoint-every", "0") as first, httpx.Client(base_url=first.url, timeout=60) as http:
         content = http.post("/api/uploads", files={"file": ("c.png", png_bytes(48, 36, seed=1))}).json()["ref"]
         style = http.post("/api/uploads", files={"file": ("s.png", png_bytes(seed=2))}).json()["ref"]
         body = {"content": content, "styles": [style], "settings": settings}
         job = http.post("/api/jobs", json=body).json()
         deadline = time.monotonic() + 60
-        while ((http.get(f"/api/jobs/{job['id']}").json().get("progress") or {}).get("iteration") or 0) < 8:
+        while ((http.get(f"/api/jobs/{job['id']}").json().get("progress") or {}).get("iteration") or 0) < 6:
             assert time.monotonic() < deadline, first.lines
-            time.sleep(0.05)
+            time.sleep(0.02)
         first.proc.send_signal(signal.SIGKILL)  # no shutdown, no last checkpoint: only the periodic ones
         first.proc.wait(10)
     assert (data / "checkpoints" / f"{job['id']}.ckpt").is_file()
@@ -456,9 +456,10 @@ def test_kill_9_mid_job_then_restart_gives_the_uninterrupted_result(tmp_path):
         assert resumed["status"] == "done", resumed["error"]
         again = wait_for(http, http.post("/api/jobs", json=body).json()["id"], timeout=60)  # uninterrupted
         assert again["status"] == "done", again["error"]
-        assert [row[0] for row in resumed["history"]] == list(range(1, 25))
+        assert [row[0] for row in resumed["history"]] == list(range(1, 31))
         resumed_pixels = pixels(http.get(f"/api/jobs/{job['id']}/result").content)
-        assert resumed_pixels.shape == (24, 32, 3)
+        assert resumed_pixels.shape == (18, 24, 3)
         assert np.array_equal(resumed_pixels, pixels(http.get(f"/api/jobs/{again['id']}/result").content))
         log = "\n".join(second.lines)
-    assert re.search(rf"job {job['id']} resumes from its checkpoint after evaluation ([89]|1\d|2[0-3])\b", log), log
+    resumed_at = re.search(rf"job {job['id']} resumes from its checkpoint after evaluation (\d+)", log)
+    assert resumed_at and 6 <= int(resumed_at.group(1)) < 30, log
