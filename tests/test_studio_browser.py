@@ -1,8 +1,10 @@
 """The studio driven through its real page in headless Chromium, on the real engine.
 
 Upload two images, paint with seeded random weights at 48 px, watch the live image change, see
-and download the result; then start a long job and cancel it. Skips cleanly without Chromium or
-the playwright package (the browser itself comes from Debian: apt-get install chromium).
+and download the result; then start a long job, cancel it and delete it from the page. All of it
+under the studio's own Content-Security-Policy: any violation fails the test. Skips cleanly
+without Chromium or the playwright package (the browser itself comes from Debian: apt-get install
+chromium).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ WATCH_STAGE = """() => {
 }"""
 
 
+# Every Content-Security-Policy violation the page causes, from before its first script runs.
+CSP_WATCH = """window.cspViolations = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.cspViolations.push(`CSP: ${e.violatedDirective} blocked ${e.blockedURI}`));"""
+
+
 @pytest.fixture
 def page(tmp_path, monkeypatch):
     monkeypatch.setattr("painterly.studio.jobs.PREVIEW_INTERVAL", 0.0)  # a preview for every step
@@ -46,10 +54,13 @@ def page(tmp_path, monkeypatch):
         page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+        page.add_init_script(CSP_WATCH)
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         page.wait_for_selector("#field-size")
         yield page
+        errors += page.evaluate("window.cspViolations")
         browser.close()
         assert not errors, errors
 
@@ -90,8 +101,8 @@ def test_paint_watch_download_and_cancel(page, tmp_path):
     previews = {s for s in sources if "/preview?v=" in s}
     assert len(previews) >= 2, sources  # the live image changed while the job ran
     # the stage swaps the last preview for the result once the job's end arrives
-    page.wait_for_function("document.getElementById('stage-img').src.includes('/result')")
-    page.wait_for_function("document.getElementById('stage-img').naturalWidth === 48")  # the result, loaded
+    page.wait_for_function("() => document.getElementById('stage-img').src.includes('/result')")
+    page.wait_for_function("() => document.getElementById('stage-img').naturalWidth === 48")  # the result, loaded
 
     with page.expect_download() as download_info:
         page.click("#download")
@@ -108,3 +119,12 @@ def test_paint_watch_download_and_cancel(page, tmp_path):
     assert [j["status"] for j in jobs] == ["cancelled", "done"]
     assert page.locator("#gallery .card").count() == 2
     assert page.is_hidden("#cancel")
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete this run and its picture?"
+    page.click("#delete")
+    page.wait_for_function("() => document.querySelectorAll('#gallery .card').length === 1")
+    jobs = page.evaluate("fetch('/api/jobs').then(r => r.json())")["jobs"]
+    assert [j["status"] for j in jobs] == ["done"]
+    wait_status(page, "Done")  # the remaining run is shown
+    legend = page.eval_on_selector_all("#legend i", "items => items.map(i => getComputedStyle(i).backgroundColor)")
+    assert len(legend) == 4 and "rgba(0, 0, 0, 0)" not in legend  # the swatches are coloured under the CSP

@@ -140,7 +140,7 @@ def test_cancel_drops_a_waiting_job_before_it_runs(tmp_path):
 
 
 def test_an_engine_error_fails_only_that_job(tmp_path):
-    def broken(content, styles, settings, on_step, stop):
+    def broken(content, styles, settings, on_step, stop, **engine_options):
         if settings.seed == 1:
             raise PainterlyError("weights file /x/vgg19.pth is missing; download it first")
         return FakeRunner()(content, styles, settings, on_step, stop)
@@ -175,8 +175,9 @@ def test_a_new_server_on_the_same_folder_keeps_gallery_and_queue(tmp_path):
     client.__exit__(None, None, None)  # stops the server with one job running, one waiting
 
     store = Store(tmp_path / "data" / "studio.sqlite3")  # a server killed hard leaves "running" behind
+    assert store.get_job(running["id"])["status"] == "queued"  # stopped by the server, not the user: it waits
     crashed = "f" * 32
-    store.add_job(crashed, {"ref": content, "name": "c", "url": ""}, [], {"size": 32})
+    store.add_job(crashed, {"ref": content, "name": "c", "url": ""}, [], {"size": 32, "seed": 9})
     store.update_job(crashed, status="running")
     store.close()
 
@@ -185,13 +186,25 @@ def test_a_new_server_on_the_same_folder_keeps_gallery_and_queue(tmp_path):
     kept = client.get(f"/api/jobs/{done['id']}").json()
     assert kept["status"] == "done" and kept["settings"]["style_weight"] == 0.25
     assert kept["history"] == done["history"] and client.get(f"/api/jobs/{done['id']}/result").status_code == 200
-    assert client.get(f"/api/jobs/{running['id']}").json()["status"] == "interrupted"
-    lost = client.get(f"/api/jobs/{crashed}").json()
-    assert lost["status"] == "interrupted" and "server stopped" in lost["error"]
-    assert wait_for(client, waiting["id"])["status"] == "done"  # the queue picks up where it was
+    for job_id in (running["id"], waiting["id"], crashed):  # the queue picks up where it was, nothing lost
+        assert wait_for(client, job_id)["status"] == "done"
     assert len(client.get("/api/jobs").json()["jobs"]) == 4
     client.__exit__(None, None, None)
-    assert again.seeds == [8]
+    assert again.seeds == [7, 8, 9]  # in the order they were submitted
+
+
+def test_a_job_that_keeps_killing_its_server_is_given_up(tmp_path):
+    from painterly.studio.store import MAX_ATTEMPTS
+
+    store = Store(tmp_path / "studio.sqlite3")
+    store.add_job("a" * 32, {"ref": "x", "name": "c", "url": ""}, [], {})
+    for restart in range(1, MAX_ATTEMPTS + 1):
+        store.update_job("a" * 32, status="running")  # a server ran it and was killed
+        store.requeue_running()
+        job = store.get_job("a" * 32)
+        assert job["status"] == ("queued" if restart < MAX_ATTEMPTS else "interrupted"), restart
+    assert f"{MAX_ATTEMPTS} times" in job["error"]
+    store.close()
 
 
 def test_time_left_weights_finer_scales_by_their_pixels():

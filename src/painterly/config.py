@@ -11,7 +11,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,20 +162,31 @@ class Settings:
         return out
 
     def validate(self) -> None:
-        """Raise a one-line :class:`InputError` for any value out of range."""
+        """Raise a one-line :class:`InputError` for any value out of range.
+
+        Every number must be finite and below an upper bound (:data:`LIMITS`): a setting a few bytes
+        long must not ask for a run that never ends or a size no machine holds. The sizes the run
+        will allocate are checked against a pixel limit by :meth:`check_pixels`.
+        """
         from .network import PRECISIONS, check_layers
 
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
+            flag = "--" + name.replace("_", "-")
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise InputError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+                raise InputError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+            if value > LIMITS[name]:
+                raise InputError(f"{flag} must be at most {LIMITS[name]}, got {value!r}")
 
         positive_int("size", self.size, 16)
         positive_int("iterations", self.iterations, 0)
         positive_int("coarse_iterations", self.coarse_iterations, 0)
         positive_int("start_size", self.start_size, 16)
         positive_int("history_size", self.history_size, 1)
+        positive_int("seed", self.seed, 0)
         if self.style_size is not None:
             positive_int("style_size", self.style_size, 16)
+        if self.max_pixels is not None:
+            positive_int("max_pixels", self.max_pixels, 1)
         for name in (
             "content_weight",
             "style_weight",
@@ -187,6 +198,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
                 raise InputError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+            if value is not None and value > LIMITS.get(name, math.inf):
+                raise InputError(f"--{name.replace('_', '-')} must be at most {LIMITS[name]}, got {value!r}")
         if self.style_scale <= 0:
             raise InputError(f"--style-scale must be > 0, got {self.style_scale!r}")
         if self.scale_step <= 1:
@@ -209,6 +222,11 @@ class Settings:
                     f"--style-layer-weights has {len(self.style_layer_weights)} values "
                     f"for {len(self.style_layers)} style layers"
                 )
+        for name in ("style_layers", "style_layer_weights", "style_blend_weights", "scales"):
+            if len(getattr(self, name) or ()) > MAX_LIST:
+                raise InputError(
+                    f"--{name.replace('_', '-')} has {len(getattr(self, name))} values; at most {MAX_LIST}"
+                )
         for name in ("style_layer_weights", "style_blend_weights"):
             for w in getattr(self, name) or ():
                 if not _finite(w) or w < 0:
@@ -218,6 +236,62 @@ class Settings:
         if self.scales is not None:
             for s in self.scales:
                 positive_int("scales", s, 16)
+
+    def check_styles(self, count: int) -> None:
+        """One-line :class:`InputError` unless the per-style lists fit ``count`` style images."""
+        blend = self.style_blend_weights
+        if blend is not None and len(blend) != count:
+            raise InputError(f"--style-blend-weights has {len(blend)} values for {count} style images")
+
+    def planned_sizes(
+        self, content_shape: tuple[int, int] | None = None, style_shapes: Sequence[tuple[int, int]] = ()
+    ) -> list[tuple[str, str, tuple[int, int]]]:
+        """Every image size (H, W) a run of these (resolved) settings allocates, as (what, field, size).
+
+        The output and each scale (masks are resized to each scale, so they are the same sizes) and
+        each style at each scale: longest side ``style_size`` (or ``size × style_scale``) times the
+        scale's share of the output, never with its shorter side under what the network needs
+        (as :meth:`painterly.api.Problem._style_images` does). Shapes are (H, W); without them the
+        content is taken as square and each style as square (the most pixels for its longest side).
+        """
+        content = content_shape or (self.size, self.size)
+        output = _scaled(*content, self.size)
+        final = self.style_size or self.size * self.style_scale
+        least_side = self._network_min_side()
+        out: list[tuple[str, str, tuple[int, int]]] = [("the output", "size", output)]
+        scale_field = "scales" if self.scales else "size"
+        for n, longest in enumerate(self.scale_sizes(), 1):
+            at = _scaled(*content, longest)
+            out.append((f"scale {n}", scale_field, at))
+            side = final * max(at) / max(output)
+            for i, shape in enumerate(style_shapes or [(1, 1)], 1):
+                least = math.ceil(least_side * max(shape) / min(shape))
+                out.append((f"style {i} at scale {n}", "style_size" if self.style_size else "style_scale",
+                            _scaled(*shape, max(round(side), least))))  # fmt: skip
+        return out
+
+    def check_pixels(
+        self,
+        max_pixels: int,
+        content_shape: tuple[int, int] | None = None,
+        style_shapes: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        """One-line :class:`InputError` if any size :meth:`planned_sizes` lists exceeds ``max_pixels``."""
+        for what, name, (h, w) in self.planned_sizes(content_shape, style_shapes):
+            if h * w > max_pixels:
+                raise InputError(
+                    f"--{name.replace('_', '-')}: {what} would be {w}x{h} = {h * w:,} pixels; the limit is "
+                    f"{max_pixels:,}"
+                )
+
+    def _network_min_side(self) -> int:
+        """The smallest side the network takes for these taps: 2 ** (max-pools before the deepest)."""
+        from .network import layer_names
+
+        names = layer_names(self.model_defaults().arch)
+        taps = [t for t in (self.content_layer, *(self.style_layers or ())) if t in names]
+        depth = max((names.index(t) for t in taps), default=len(names) - 1) + 1
+        return 2 ** sum(1 for n in names[:depth] if n.startswith("pool"))
 
     def scale_sizes(self) -> list[int]:
         """Longest side at each scale, coarse to fine, ending at ``size``.
@@ -254,6 +328,30 @@ class Settings:
             raise InputError(f"unknown setting(s) {', '.join(unknown)}; {which}: {', '.join(sorted(permitted))}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items() if k in permitted})
+
+
+# Upper bounds of validate(): far past any real run, low enough that no setting asks for a run that
+# never ends. Sides are pixels (check_pixels bounds their product); any seed fits torch.manual_seed.
+LIMITS = {
+    "size": 32768,
+    "style_size": 32768,
+    "start_size": 32768,
+    "scales": 32768,
+    "iterations": 100_000,
+    "coarse_iterations": 100_000,
+    "history_size": 1000,
+    "seed": 2**63 - 1,
+    "max_pixels": 2**40,
+    "style_scale": 100.0,
+    "scale_step": 16.0,
+}
+MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
+
+
+def _scaled(height: int, width: int, longest: int) -> tuple[int, int]:
+    """(H, W) with the longer side ``longest``, aspect kept (as :func:`painterly.api._scaled`)."""
+    ratio = longest / max(height, width)
+    return max(1, round(height * ratio)), max(1, round(width * ratio))
 
 
 def _finite(value: Any) -> bool:

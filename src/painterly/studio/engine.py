@@ -11,12 +11,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import MODEL_DEFAULTS, OPTIMIZERS, PRESERVE_COLOR, Settings
 from ..errors import PainterlyError
@@ -56,10 +54,29 @@ class Outcome:
     seconds: float
     interrupted: bool
     message: str = ""  # why the engine stopped early on its own (e.g. a loss that stayed non-finite)
+    checkpoint: dict[str, Any] | None = None  # where a stopped run stands, to resume it from
 
 
-# runner(content, styles, settings, on_step, stop) -> Outcome; tests pass a fake one.
-Runner = Callable[[Path, list[Path], Settings, Callable[[Any], None], threading.Event], Outcome]
+class Runner(Protocol):
+    """``runner(content, styles, settings, on_step, stop, resume=, on_checkpoint=, checkpoint_every=)``.
+
+    ``resume`` is a checkpoint to continue from (None: start afresh); ``on_checkpoint(state)`` is
+    called with a resumable state every ``checkpoint_every`` seconds, as :func:`painterly.stylize`
+    does. Tests pass a fake one.
+    """
+
+    def __call__(
+        self,
+        content: Path,
+        styles: list[Path],
+        settings: Settings,
+        on_step: Callable[[Any], None],
+        stop: threading.Event,
+        *,
+        resume: dict[str, Any] | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_every: float = ...,
+    ) -> Outcome: ...
 
 
 def form_schema() -> dict[str, Any]:
@@ -76,58 +93,33 @@ def form_schema() -> dict[str, Any]:
     return {"fields": schema, "model_defaults": model_defaults}
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Turn a JSON/form value into the type ``Settings`` declares, or raise PainterlyError."""
-    args = typing.get_args(hint)
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
-    if optional:
-        if value is None or value == "":
-            return None
-        hint = next(a for a in args if a is not type(None))
-    try:
-        if hint is int and not isinstance(value, bool):
-            number = float(value)
-            if number.is_integer():
-                return int(number)
-        elif hint is float and not isinstance(value, bool):
-            return float(value)
-        elif hint in (str, bool) and isinstance(value, hint):
-            return value
-        elif typing.get_origin(hint) is tuple and isinstance(value, list | tuple):
-            return tuple(_coerce(key, v, typing.get_args(hint)[0]) for v in value)
-    except (TypeError, ValueError):
-        pass
-    raise PainterlyError(f"setting {key!r} must be of type {getattr(hint, '__name__', hint)}, got {value!r}")
+def build_settings(
+    values: dict[str, Any],
+    max_pixels: int,
+    content_shape: tuple[int, int] | None = None,
+    style_shapes: list[tuple[int, int]] | tuple = (),
+) -> Settings:
+    """``Settings`` from the page's values, checked before the job is accepted.
 
-
-def build_settings(values: dict[str, Any], max_pixels: int) -> Settings:
-    """``Settings`` from the page's values; unknown or unsafe keys are refused with one line."""
-    unknown = sorted(set(values) - set(FORM_KEYS))
-    if unknown:
-        raise PainterlyError(f"the studio does not accept setting(s) {unknown}; allowed: {', '.join(FORM_KEYS)}")
-    hints = typing.get_type_hints(Settings)
-    kwargs = {key: _coerce(key, value, hints[key]) for key, value in values.items()}
+    Unknown or unsafe keys, values of the wrong type, non-finite or out-of-range numbers, per-style
+    lists of the wrong length and any size the run would allocate past ``max_pixels`` (shapes are
+    (H, W) of the inputs) are refused with one line naming the field.
+    """
+    settings = Settings.from_dict(values, allowed=FORM_KEYS)
     for key in ("init", "weights"):
-        if key in kwargs and kwargs[key] not in CHOICES[key]:
-            raise PainterlyError(f"setting {key!r} must be one of {list(CHOICES[key])}, got {kwargs[key]!r}")
-    if "max_pixels" in {f.name for f in dataclasses.fields(Settings)}:
-        kwargs["max_pixels"] = max_pixels  # the engine re-checks inputs against the studio's limit
-    settings = Settings(**kwargs)
-    settings.resolved()  # validates every value, raising a one-line InputError
-    if settings.size**2 > max_pixels:
-        raise PainterlyError(
-            f"size {settings.size} px would make up to {settings.size**2 / 1e6:.1f} Mpx; the studio's limit "
-            f"is {max_pixels / 1e6:.1f} Mpx"
-        )
+        if getattr(settings, key) not in CHOICES[key]:
+            raise PainterlyError(f"setting {key} must be one of {list(CHOICES[key])}, got {getattr(settings, key)!r}")
+    settings.max_pixels = max_pixels  # the engine re-checks the input images against the studio's limit
+    resolved = settings.resolved()  # validates every value, raising a one-line InputError
+    if style_shapes:
+        resolved.check_styles(len(style_shapes))
+    resolved.check_pixels(max_pixels, content_shape, style_shapes)
     return settings
 
 
 def settings_from_record(record: dict[str, Any]) -> Settings:
     """Rebuild stored settings, ignoring fields a newer or older ``Settings`` does not know."""
-    names = {f.name for f in dataclasses.fields(Settings)}
-    # JSON has no tuples: the sequences Settings keeps as tuples come back as lists.
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in names}
-    return Settings(**kwargs)
+    return Settings.from_dict(record, ignore_unknown=True)
 
 
 def time_left(settings: Settings, step: Any, seconds_per_evaluation: float) -> float:
@@ -154,13 +146,22 @@ def run_engine(
     settings: Settings,
     on_step: Callable[[Any], None],
     stop: threading.Event,
+    *,
+    resume: dict[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> Outcome:
     """Run :func:`painterly.stylize` (imported here so the studio loads without torch work)."""
     import painterly
 
-    result = painterly.stylize(content, styles, settings, callback=on_step, stop=stop)
+    result = painterly.stylize(
+        content, styles, settings, callback=on_step, stop=stop, resume=resume,
+        on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
     losses = dict(result.losses)
-    return Outcome(result.image, losses, float(result.seconds), bool(result.interrupted), result.message)
+    return Outcome(
+        result.image, losses, float(result.seconds), bool(result.interrupted), result.message, result.checkpoint()
+    )
 
 
 def to_pil(image: Any):

@@ -5,12 +5,19 @@
 * :class:`SameOrigin` answers only to the expected host names (so a web page cannot reach the
   studio through DNS rebinding) and refuses state-changing requests sent by other sites' pages
   (a form on any website may POST to 127.0.0.1 without asking).
+* :class:`AccessToken` asks every client but this machine's own for the token the server printed
+  at start (as Jupyter does): once as ``?token=``, then from a same-site cookie.
+* :class:`SecurityHeaders` puts a Content-Security-Policy that fits the page (its own scripts and
+  styles only, no framing), nosniff and no-referrer on every response, refusals included.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
-from urllib.parse import urlsplit
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -98,7 +105,7 @@ class SameOrigin:
         host = headers.get(b"host", b"").decode("latin-1")
         if self.allowed_hosts is not None and _hostname(host) not in self.allowed_hosts:
             names = ", ".join(sorted(self.allowed_hosts))
-            await _refuse(send, 403, f"this studio answers only to {names}; start it with --host to serve others")
+            await _refuse(send, 403, f"this studio answers only to {names}; allow others with --allow-host")
             return
         origin = headers.get(b"origin")
         if scope["method"] not in SAFE_METHODS and origin is not None:
@@ -106,3 +113,95 @@ class SameOrigin:
                 await _refuse(send, 403, "requests from other web sites are refused")
                 return
         await self.app(scope, receive, send)
+
+
+def _is_loopback(client: tuple[str, int] | None) -> bool:
+    try:
+        return client is not None and ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:  # not an address (a test client's made-up name)
+        return False
+
+
+class AccessToken:
+    """401 unless a client off this machine shows ``token`` (None: no token asked).
+
+    A request carrying ``?token=`` that matches gets the token as an HttpOnly, SameSite=Strict
+    cookie and is redirected to the same URL without it (so it leaves the address bar and the
+    history); scripts can send ``Authorization: Bearer TOKEN`` instead.
+    """
+
+    COOKIE = "painterly_token"
+
+    def __init__(self, app, token: str | None = None) -> None:
+        self.app = app
+        self.token = token
+
+    def _matches(self, value: str | None) -> bool:
+        return value is not None and hmac.compare_digest(value.encode(), self.token.encode())
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or self.token is None or _is_loopback(scope.get("client")):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+        given = dict(query).get("token")
+        if self._matches(given):
+            rest = urlencode([(k, v) for k, v in query if k != "token"])
+            location = scope["path"] + (f"?{rest}" if rest else "")
+            cookie = f"{self.COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+            response_headers = [(b"location", location.encode()), (b"set-cookie", cookie.encode()),
+                                (b"content-length", b"0")]  # fmt: skip
+            await send({"type": "http.response.start", "status": 303, "headers": response_headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        cookies = SimpleCookie()
+        try:
+            cookies.load(headers.get(b"cookie", b"").decode("latin-1"))
+        except Exception:  # noqa: BLE001 - a malformed Cookie header is simply no token
+            cookies = SimpleCookie()
+        morsel = cookies.get(self.COOKIE)
+        bearer = headers.get(b"authorization", b"").decode("latin-1")
+        if self._matches(morsel.value if morsel else None) or self._matches(bearer.removeprefix("Bearer ")):
+            await self.app(scope, receive, send)
+            return
+        await _refuse(
+            send, 401, "this studio needs its access token: open the address with ?token= it printed at start"
+        )
+
+
+# The page loads only its own scripts, styles and pictures (the favicon is a data: URL), opens only
+# its own event stream, and may not be framed: clickjacking and injected content have nowhere to go.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers that predate it
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Add :data:`SECURITY_HEADERS` to every HTTP response (placed outermost, so refusals too)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

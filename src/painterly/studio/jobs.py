@@ -1,14 +1,15 @@
 """The job queue: worker threads run the engine one job at a time (by default), in order.
 
 Waiting jobs sit in a FIFO shared by ``workers`` threads; the database holds the same order, so a
-restarted server picks the queue up again (a job that was *running* when the server stopped is
-marked interrupted instead). Progress goes to a :class:`Broker` that fans events out to the
-server-sent-event streams; steps are throttled so a fast run cannot flood a browser.
+restarted server picks the queue up again. A running job writes a checkpoint every
+``checkpoint_every`` seconds and when the server stops, and goes back to the head of the queue: the
+next server resumes it from that checkpoint to the pixels an uninterrupted run makes, even after a
+``kill -9``. Progress goes to a :class:`~painterly.studio.events.Broker` that fans events out to
+the server-sent-event streams; steps are throttled so a fast run cannot flood a browser.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -20,56 +21,13 @@ from typing import Any
 
 from ..errors import PainterlyError
 from . import engine
-from .store import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, Store
+from .events import Broker
+from .store import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, UNREADABLE, Store
 
 log = logging.getLogger(__name__)
 
 STEP_EVENT_INTERVAL = 0.1  # s between step events to the page (points in between are batched)
 PREVIEW_INTERVAL = 0.25  # s between preview JPEGs: at most 4 per second
-SUBSCRIBER_BACKLOG = 1000  # events a slow page may fall behind before it loses some
-
-
-class Broker:
-    """Thread-safe fan-out of events to asyncio subscribers (one queue per open stream)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
-        self._closed = False
-
-    def subscribe(self) -> asyncio.Queue:
-        """A queue of (kind, data) events; ``(None, None)`` means the server is closing."""
-        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_BACKLOG)
-        with self._lock:
-            if self._closed:
-                queue.put_nowait((None, None))
-            else:
-                self._subscribers.append((asyncio.get_running_loop(), queue))
-        return queue
-
-    def close(self) -> None:
-        """End every stream, so a server shutting down need not wait for open pages."""
-        with self._lock:
-            self._closed = True
-        self.publish(None, None)
-
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
-        with self._lock:
-            self._subscribers = [(lp, q) for lp, q in self._subscribers if q is not queue]
-
-    def publish(self, kind: str | None, data: dict[str, Any] | None) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for loop, queue in subscribers:
-            try:
-                loop.call_soon_threadsafe(_offer, queue, (kind, data))
-            except RuntimeError:  # that stream's event loop has closed
-                self.unsubscribe(queue)
-
-
-def _offer(queue: asyncio.Queue, event: tuple[str, dict]) -> None:
-    if not queue.full():
-        queue.put_nowait(event)
 
 
 @dataclass
@@ -98,15 +56,19 @@ class JobQueue:
         broker: Broker,
         resolve_inputs: Callable[[dict], tuple[Path, list[Path]]],
         results_dir: Path,
+        checkpoints_dir: Path,
         runner: engine.Runner = engine.run_engine,
         workers: int = 1,
+        checkpoint_every: float = 60.0,
     ) -> None:
         self.store = store
         self.broker = broker
         self.resolve_inputs = resolve_inputs
         self.results_dir = results_dir
+        self.checkpoints_dir = checkpoints_dir
         self.runner = runner
         self.workers = workers
+        self.checkpoint_every = checkpoint_every
         self._waiting: deque[str] = deque()
         self._live: dict[str, Live] = {}
         self._cond = threading.Condition()
@@ -116,8 +78,8 @@ class JobQueue:
     # lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Mark jobs a previous server left running as interrupted, re-queue the waiting ones."""
-        self.store.mark_interrupted()
+        """Queue the jobs a previous server left waiting, those it left running first (they resume)."""
+        self.store.requeue_running()
         with self._cond:
             self._waiting.extend(self.store.queued_ids())
         for n in range(self.workers):
@@ -125,8 +87,8 @@ class JobQueue:
             thread.start()
             self._threads.append(thread)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop running jobs (they are recorded as interrupted) and end the worker threads."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop running jobs (each saves a checkpoint and waits to resume) and end the worker threads."""
         with self._cond:
             self._closing = True
             for live in self._live.values():
@@ -149,6 +111,7 @@ class JobQueue:
             if job_id in self._waiting:
                 self._waiting.remove(job_id)
                 self.store.update_job(job_id, status=CANCELLED, finished=time.time())
+                self.checkpoint_path(job_id).unlink(missing_ok=True)
             elif job_id in self._live:
                 self._live[job_id].cancelled = True
                 self._live[job_id].stop.set()
@@ -210,25 +173,41 @@ class JobQueue:
                     del self._live[job_id]
                 self._announce(job_id)
 
+    def checkpoint_path(self, job_id: str) -> Path:
+        return self.checkpoints_dir / f"{job_id}.ckpt"
+
     def _run(self, job_id: str, live: Live) -> None:
         job = self.store.get_job(job_id)
         if job is None:  # deleted while waiting
             return
-        self.store.update_job(job_id, status=RUNNING, started=time.time())
+        if job["status"] == UNREADABLE:
+            self.store.update_job(job_id, status=FAILED, error="its record could not be read", finished=time.time())
+            return
+        resume = self._load_checkpoint(job_id)
+        if resume is not None:  # the loss curve so far, up to where the checkpoint stands
+            done = resume["position"]["iteration"]
+            live.history = [row for row in job.get("history") or [] if row[0] <= done]
+            log.info("job %s resumes from its checkpoint after evaluation %d", job_id, done)
+        self.store.update_job(job_id, status=RUNNING, started=job.get("started") or time.time())
         self._announce(job_id)
         try:
             content, styles = self.resolve_inputs(job)
             settings = engine.settings_from_record(job["settings"])
-            outcome = self.runner(
-                content, styles, settings, lambda step: self._on_step(job_id, live, settings, step), live.stop
-            )
+            outcome = self._paint(job_id, live, content, styles, settings, resume)
         except Exception as err:  # noqa: BLE001 - any failure is reported on the job, never kills the worker
             if not isinstance(err, PainterlyError):  # a bug: keep its traceback for the server's log
                 log.exception("job %s failed", job_id)
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             self.store.update_job(job_id, status=FAILED, error=message, finished=time.time(), history=live.history)
+            self.checkpoint_path(job_id).unlink(missing_ok=True)
             return
         self._flush_steps(job_id, live)
+        if outcome.interrupted and self._closing and not live.cancelled and not outcome.message:
+            # The server is stopping, not the user: keep the place and wait for the next server.
+            if outcome.checkpoint is not None:
+                self._save_checkpoint(job_id, live, outcome.checkpoint)
+            self.store.update_job(job_id, status=QUEUED, history=live.history)
+            return
         if outcome.interrupted:
             status = CANCELLED if live.cancelled else INTERRUPTED
         else:
@@ -248,6 +227,46 @@ class JobQueue:
             seconds=outcome.seconds,
             error=outcome.message or None,
         )
+        self.checkpoint_path(job_id).unlink(missing_ok=True)
+
+    def _paint(self, job_id: str, live: Live, content, styles, settings, resume) -> engine.Outcome:
+        def run(resume: dict | None) -> engine.Outcome:
+            return self.runner(
+                content, styles, settings, lambda step: self._on_step(job_id, live, settings, step), live.stop,
+                resume=resume, on_checkpoint=lambda state: self._save_checkpoint(job_id, live, state),
+                checkpoint_every=self.checkpoint_every,
+            )  # fmt: skip
+
+        if resume is None:
+            return run(None)
+        try:
+            return run(resume)
+        except PainterlyError as err:  # the checkpoint no longer fits (another painterly wrote it)
+            log.warning("job %s: cannot resume (%s); starting it again", job_id, err)
+            self.checkpoint_path(job_id).unlink(missing_ok=True)
+            live.history.clear()
+            return run(None)
+
+    def _load_checkpoint(self, job_id: str) -> dict[str, Any] | None:
+        path = self.checkpoint_path(job_id)
+        if not path.is_file():
+            return None
+        from ..checkpoint import load_checkpoint
+
+        try:
+            return load_checkpoint(path)
+        except PainterlyError as err:
+            log.warning("job %s: %s; starting it again", job_id, err)
+            path.unlink(missing_ok=True)
+            return None
+
+    def _save_checkpoint(self, job_id: str, live: Live, state: dict[str, Any]) -> None:
+        """Write a resumable state (atomically) and the loss curve up to it."""
+        from ..checkpoint import save_checkpoint
+
+        save_checkpoint(state, self.checkpoint_path(job_id))
+        done = state["position"]["iteration"]
+        self.store.update_job(job_id, history=[row for row in live.history if row[0] <= done])
 
     def _on_step(self, job_id: str, live: Live, settings: Any, step: Any) -> None:
         losses = {k: float(v) for k, v in step.losses.items()}

@@ -6,12 +6,15 @@ Two guards, each with a message a person can act on (the request-level ones are 
   then decodes once to prove the file is a whole image of an allowed format.
 * :func:`inside` joins server-generated names to the data directory and refuses any result that
   resolves outside it. Client file names are kept only as labels in the database.
+
+An upload's id is the start of the SHA-256 of its bytes (:func:`content_id`), so the same image
+sent twice is stored once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import os
 import re
 import secrets
 import warnings
@@ -52,6 +55,11 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
+def content_id(data: bytes) -> str:
+    """The id of an upload: 32 hex digits of the SHA-256 of its bytes (128 bits: no collisions)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 def is_id(value: str) -> bool:
     return bool(_ID.match(value))
 
@@ -90,13 +98,3 @@ def inspect_image(data: bytes, name: str, max_pixels: int) -> tuple[str, int, in
             except _DECODE_ERRORS:
                 raise not_image from None
             return image.format or "PNG", width, height
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -10,7 +10,7 @@ const LABELS = {
   style_scale: "Brush scale", optimizer: "Optimiser", init: "Start from", seed: "Seed", weights: "Weights",
 };
 const CHOICE_LABELS = { none: "style colours", luminance: "keep luminance", histogram: "match histogram", null: "pretrained" };
-const FINAL = ["done", "cancelled", "failed", "interrupted"];
+const FINAL = ["done", "cancelled", "failed", "interrupted", "unreadable"];
 
 const state = { config: null, content: null, styles: [], jobs: new Map(), selected: null, follow: true, history: [] };
 

@@ -105,6 +105,7 @@ function statusLine(job) {
 }
 
 function summary(job) {
+  if (job.status === "unreadable") return "";
   const s = job.settings;
   const parts = [`${job.content.name} × ${job.styles.map((x) => x.name).join(" + ")}`, s.model, `${s.size} px`, `${s.iterations} iterations`];
   if (s.preserve_color !== "none") parts.push(`colour: ${s.preserve_color}`);
@@ -118,6 +119,7 @@ function renderStage() {
   $("stage-empty").hidden = !!job;
   img.hidden = !job;
   $("cancel").hidden = !job || FINAL.includes(job.status);
+  $("delete").hidden = !job || !FINAL.includes(job.status);
   $("download").hidden = !job || !job.has_result;
   const badge = $("stage-badge");
   badge.hidden = !job;
@@ -127,10 +129,11 @@ function renderStage() {
   }
   badge.textContent = job.status;
   badge.className = `badge ${job.status}`;
-  let src = job.content.url;
+  let src = job.content.url || "";
   if (job.has_result) src = `/api/jobs/${job.id}/result?v=${job.finished}`;
   else if (job.status === "running" && job.preview != null) src = `/api/jobs/${job.id}/preview?v=${job.preview}`;
-  if (img.getAttribute("src") !== src && !(job.status === "running" && img.src.includes(`/api/jobs/${job.id}/preview`))) img.src = src;
+  if (!src) img.removeAttribute("src");
+  else if (img.getAttribute("src") !== src && !(job.status === "running" && img.src.includes(`/api/jobs/${job.id}/preview`))) img.src = src;
   img.classList.toggle("waiting", job.status === "queued");
   $("download").href = `/api/jobs/${job.id}/result?download=1`;
   const p = job.progress;
@@ -152,14 +155,15 @@ function renderGallery() {
     const img = new Image();
     if (job.has_result) img.src = `/api/jobs/${job.id}/result?v=${job.finished}`;
     else if (job.status === "running" && job.preview != null) img.src = `/api/jobs/${job.id}/preview?v=${job.preview}`;
-    else img.src = job.content.url;
+    else if (job.content.url) img.src = job.content.url;
     img.alt = "";
     const badge = document.createElement("span");
     badge.className = `badge ${job.status}`;
     badge.textContent = job.status === "queued" && job.position ? `#${job.position}` : job.status;
     const caption = document.createElement("span");
     caption.className = "caption";
-    caption.textContent = `${job.content.name} × ${job.styles.map((s) => s.name).join(", ")} · ${job.settings.size}px`;
+    caption.textContent = job.status === "unreadable" ? job.content.name
+      : `${job.content.name} × ${job.styles.map((s) => s.name).join(", ")} · ${job.settings.size}px`;
     card.append(img, badge, caption);
     card.addEventListener("click", () => { state.follow = false; select(job.id); });
     return card;
@@ -177,6 +181,25 @@ function renderAll() {
   renderStage();
 }
 
+async function deleteSelected() {
+  const job = state.jobs.get(state.selected);
+  if (!job || !window.confirm("Delete this run and its picture?")) return;
+  try {
+    await api(`/api/jobs/${job.id}`, { method: "DELETE" });
+    removed(job.id);
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function removed(id) {
+  state.jobs.delete(id);
+  if (state.selected !== id) return renderAll();
+  state.selected = null;
+  const next = [...state.jobs.values()].sort((a, b) => b.created - a.created)[0];
+  return next ? select(next.id) : renderAll();
+}
+
 function connect() {
   const events = new EventSource("/api/events");
   events.onopen = () => refresh().catch((err) => showError(err.message));
@@ -188,7 +211,7 @@ function connect() {
     for (const job of state.jobs.values()) if (job.status === "queued") job.position = positions[job.id] || null;
     renderAll();
   });
-  events.addEventListener("removed", (e) => { state.jobs.delete(JSON.parse(e.data).id); renderAll(); });
+  events.addEventListener("removed", (e) => removed(JSON.parse(e.data).id));
 }
 
 async function main() {
@@ -201,6 +224,7 @@ async function main() {
   lossLegend($("legend"));
   $("start").addEventListener("click", start);
   $("cancel").addEventListener("click", () => api(`/api/jobs/${state.selected}/cancel`, { method: "POST" }).catch((err) => showError(err.message)));
+  $("delete").addEventListener("click", deleteSelected);
   window.addEventListener("resize", renderStage);
   renderAll();
   connect();
