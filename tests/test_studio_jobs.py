@@ -207,18 +207,13 @@ def test_a_job_that_keeps_killing_its_server_is_given_up(tmp_path):
     store.close()
 
 
-def test_time_left_weights_finer_scales_by_their_pixels():
+def test_time_left_is_the_steps_work_left_at_the_measured_rate():
     from types import SimpleNamespace
 
-    from painterly.config import Settings
     from painterly.studio.engine import time_left
 
-    settings = Settings(size=256, start_size=128, scale_step=2.0, iterations=60, coarse_iterations=150)  # 128, 256
-    coarse = SimpleNamespace(iteration=100, total=210, scale=0, scales=2)
-    assert time_left(settings, coarse, 1.0) == 50 + 60 * (256 / 128) ** 2  # 50 more at 128 px, 60 at 4x the cost
-    assert time_left(settings, SimpleNamespace(iteration=180, total=210, scale=1, scales=2), 2.0) == 60
-    other_plan = SimpleNamespace(iteration=10, total=40, scale=0, scales=1)  # not this plan: the plain rate
-    assert time_left(settings, other_plan, 0.5) == 15
+    assert time_left(SimpleNamespace(work_left=290.0, iteration=100, total=210), 2.0) == 580.0
+    assert time_left(SimpleNamespace(iteration=10, total=40), 0.5) == 15  # a step of another engine: the plain rate
 
 
 def read_events(response, until):

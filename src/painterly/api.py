@@ -24,7 +24,7 @@ from . import color
 from .config import Settings
 from .device import memory_guard, resolve_device
 from .errors import InputError
-from .image import ImageLike, as_image, as_mask, resize, resize_to
+from .image import DEFAULT_MAX_PIXELS, ImageLike, as_image, as_mask, resize, resize_to
 from .network import build_network, resolve_precision
 from .objective import Problem
 from .optimize import Step, Terms, run_scales
@@ -184,6 +184,8 @@ def build_problem(
     if not style_list:
         raise InputError("at least one style image is needed")
     style_images = [as_image(x, "style", s.max_pixels) for x in style_list]
+    # Every size the run will allocate (each scale, each style at its scale) within the pixel limit.
+    s.check_pixels(s.max_pixels or DEFAULT_MAX_PIXELS, tuple(content.shape[-2:]), [x.shape[-2:] for x in style_images])
     mask_list = None if masks is None else [as_mask(m, s.max_pixels) for m in masks]
     device = resolve_device(s.device)
     net = build_network(s, device, resolve_precision(s.precision, device))

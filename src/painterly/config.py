@@ -251,7 +251,7 @@ class Settings:
         The output and each scale (masks are resized to each scale, so they are the same sizes) and
         each style at each scale: longest side ``style_size`` (or ``size × style_scale``) times the
         scale's share of the output, never with its shorter side under what the network needs
-        (as :meth:`painterly.api.Problem._style_images` does). Shapes are (H, W); without them the
+        (as :meth:`painterly.objective.Problem._style_images` does). Shapes are (H, W); without them the
         content is taken as square and each style as square (the most pixels for its longest side).
         """
         content = content_shape or (self.size, self.size)
@@ -285,13 +285,10 @@ class Settings:
                 )
 
     def _network_min_side(self) -> int:
-        """The smallest side the network takes for these taps: 2 ** (max-pools before the deepest)."""
-        from .network import layer_names
+        """The smallest side the network takes for these (resolved) taps."""
+        from .network import min_side
 
-        names = layer_names(self.model_defaults().arch)
-        taps = [t for t in (self.content_layer, *(self.style_layers or ())) if t in names]
-        depth = max((names.index(t) for t in taps), default=len(names) - 1) + 1
-        return 2 ** sum(1 for n in names[:depth] if n.startswith("pool"))
+        return min_side(self.model_defaults().arch, (self.content_layer, *self.style_layers))
 
     def scale_sizes(self) -> list[int]:
         """Longest side at each scale, coarse to fine, ending at ``size``.
@@ -349,9 +346,9 @@ MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weight
 
 
 def _scaled(height: int, width: int, longest: int) -> tuple[int, int]:
-    """(H, W) with the longer side ``longest``, aspect kept (as :func:`painterly.api._scaled`)."""
-    ratio = longest / max(height, width)
-    return max(1, round(height * ratio)), max(1, round(width * ratio))
+    from .plan import scaled  # plan imports this module
+
+    return scaled(height, width, longest)
 
 
 def _finite(value: Any) -> bool:

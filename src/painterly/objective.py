@@ -338,9 +338,8 @@ class Problem:
         """From images already read (``content`` at the output's size) and resolved settings."""
         if not styles:
             raise InputError("at least one style image is needed")
+        s.check_styles(len(styles))
         blend = s.style_blend_weights or (1.0,) * len(styles)
-        if len(blend) != len(styles):
-            raise InputError(f"--style-blend-weights has {len(blend)} values for {len(styles)} style images")
         if masks is not None and len(masks) != len(styles):
             raise InputError(f"{len(masks)} masks given for {len(styles)} style images")
         styles = list(styles)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .plan import ScalePlan, evaluations
+from .plan import ScalePlan, evaluations, seconds_left
 
 # A non-finite loss rolls back to the last good image and retries with a halved step this often.
 MAX_NONFINITE_RETRIES = 4
@@ -37,6 +37,9 @@ class Step:
     elapsed: float
     image: torch.Tensor
     note: str = ""
+    # Evaluations still to come, each counted at this scale's cost (a later scale's by its pixels):
+    # times the seconds per evaluation measured at this scale, the time the run still needs.
+    work_left: float = 0.0
 
 
 @dataclass
@@ -228,8 +231,9 @@ class _Loop:
         self.history.append({"iteration": pos.iteration, "scale": index, "time": self.elapsed(), **self.losses})
         if self.callback is not None:
             plan = self.plans[index]
+            left = seconds_left(self.plans, index, pos.done, 1.0)
             self.callback(Step(pos.iteration, self.total, index, len(self.plans), plan.size, self.losses,
-                               self.elapsed(), self.good.cpu()))  # fmt: skip
+                               self.elapsed(), self.good.cpu(), work_left=left))  # fmt: skip
 
     def _maybe_checkpoint(self, plan: ScalePlan, x: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         # Not after a scale's last evaluation: resuming there would carry up the optimiser's point

@@ -19,7 +19,7 @@ Routes (ids are 32 hex digits generated here; nothing a client sends becomes a p
     GET  /api/jobs/{id}/result      the result (PNG, as a download with ?download=1)
     GET  /api/events                server-sent events: job, queue, step, removed
 
-A reference to an input is ``upload:<id>`` or ``example:<file name>``. Every response carries the
+A reference to an input is ``upload:<id>`` or ``example:<name>`` (a shipped image's stem). Every response carries the
 security headers of :class:`~painterly.studio.guards.SecurityHeaders`.
 """
 

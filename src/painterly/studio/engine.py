@@ -122,22 +122,10 @@ def settings_from_record(record: dict[str, Any]) -> Settings:
     return Settings.from_dict(record, ignore_unknown=True)
 
 
-def time_left(settings: Settings, step: Any, seconds_per_evaluation: float) -> float:
-    """Seconds the run still needs, from the rate measured at the current scale.
-
-    Each coarser scale runs ``coarse_iterations`` evaluations and the final one ``iterations`` (as
-    ``Settings`` documents), and an evaluation costs in proportion to its pixels, so the scales
-    still to come are weighted by (their side / the current side)². Falls back to the plain rate
-    when the step does not match that plan.
-    """
-    sides = settings.scale_sizes()
-    counts = [settings.iterations if side == settings.size else settings.coarse_iterations for side in sides]
-    if len(sides) != step.scales or sum(counts) != step.total or not 0 <= step.scale < len(sides):
-        return max(0.0, seconds_per_evaluation * (step.total - step.iteration))
-    here = step.scale
-    left_here = sum(counts[: here + 1]) - step.iteration
-    later = sum(n * (side / sides[here]) ** 2 for n, side in zip(counts[here + 1 :], sides[here + 1 :]))
-    return max(0.0, seconds_per_evaluation * (left_here + later))
+def time_left(step: Any, seconds_per_evaluation: float) -> float:
+    """Seconds the run still needs, from the rate measured at the current scale: the step says how
+    much work is left in evaluations at this scale's cost (the scale plan, :mod:`painterly.plan`)."""
+    return max(0.0, seconds_per_evaluation * float(getattr(step, "work_left", step.total - step.iteration)))
 
 
 def run_engine(

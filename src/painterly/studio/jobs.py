@@ -279,7 +279,7 @@ class JobQueue:
             live.scale_start = (step.scale, *live.last_step)
         live.last_step = (step.iteration, step.elapsed)
         _, first, began = live.scale_start
-        left = engine.time_left(settings, step, (step.elapsed - began) / max(step.iteration - first, 1))
+        left = engine.time_left(step, (step.elapsed - began) / max(step.iteration - first, 1))
         live.progress = {
             "iteration": step.iteration,
             "total": step.total,

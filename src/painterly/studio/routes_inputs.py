@@ -27,7 +27,7 @@ def routes(studio: Studio) -> list[Route]:
     store, limits = studio.store, studio.limits
 
     async def config(request: Request) -> JSON:
-        listing = [{"ref": f"example:{n}", "name": Path(n).stem, "url": f"/api/examples/{n}"} for n in examples()]
+        listing = [{"ref": f"example:{n}", "name": n, "url": f"/api/examples/{n}"} for n in examples()]
         return JSON(
             {
                 **engine.form_schema(),

@@ -1,7 +1,7 @@
 """What one studio holds: its folders, limits, database, queue and lock, and the input references.
 
-A reference to an input is ``upload:<id>`` (an upload's row names its file) or ``example:<file
-name>`` (an image shipped with painterly); nothing else a client sends becomes a path.
+A reference to an input is ``upload:<id>`` (an upload's row names its file) or ``example:<name>``
+(an image shipped with painterly, by its file's stem); nothing else a client sends becomes a path.
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ from .lock import DataLock
 from .store import QUEUED, RUNNING, Store
 from .uploads import UploadError, inside, is_id
 
-EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
-EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PRUNE_AFTER_SECONDS = 3600.0  # an unused upload younger than this may be on a page about to submit it
 
 
 def examples() -> dict[str, Path]:
-    """Shipped example images by file name."""
-    if not EXAMPLES_DIR.is_dir():
-        return {}
-    return {p.name: p for p in sorted(EXAMPLES_DIR.iterdir()) if p.suffix.lower() in EXAMPLE_SUFFIXES}
+    """Shipped example images by name (the file's stem), as ``example:NAME`` means everywhere."""
+    from ..image import examples as shipped
+
+    return shipped()
 
 
 @dataclass(frozen=True)
