@@ -21,7 +21,7 @@ from . import flags
 from .errors import InputError, Interrupted, PainterlyError
 from .flags import Parser, add_settings_flags, settings_from
 
-SUBCOMMANDS = ("score", "experiment", "serve")
+SUBCOMMANDS = ("score", "experiment", "serve", "weights")
 # Settings that the objective alone depends on (what ``score`` accepts).
 OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="painterly",
         description="Paint CONTENT in the style of STYLE (Gatys et al.). "
-        "Sub-commands: score, experiment, serve (painterly SUBCOMMAND --help).",
+        "Sub-commands: score, experiment, serve, weights (painterly SUBCOMMAND --help); --version.",
     )
     p.add_argument("content", help="content image")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # command drifted apart by up to 28 of 255 levels over 40 evaluations, and a --resume would too.
     # AUTO selects deterministic kernels (no measurable cost on this CPU); MKL reads it at first use.
     os.environ.setdefault("MKL_CBWR", "AUTO")
+    if argv == ["--version"]:  # answered before anything imports torch
+        print(f"painterly {_version()}")
+        return 0
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
@@ -88,6 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("painterly")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown (not installed)"
+
+
 def _subcommand(name: str, argv: list[str]) -> int:
     if name == "score":
         args = _score_parser().parse_args(argv)
@@ -100,6 +112,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from .experiments import main as experiment_main
 
         return experiment_main(argv)
+    if name == "weights":
+        from .weights_cli import main as weights_main
+
+        return weights_main(argv)
     from .studio import main as studio_main
 
     return studio_main(argv)
