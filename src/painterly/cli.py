@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="16 for .png/.tif (default: 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=flags.count, default=None, metavar="N",
-                   help="CPU threads (default: torch's, one per core); fewer when others share the CPU")  # fmt: skip
+                   help="CPU threads (default: one per core that other programs leave free)")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -164,6 +164,9 @@ class _StopOnSignal:
 
 
 def _stylize(args: argparse.Namespace) -> int:
+    from .threads import configure_threads
+
+    configure_threads(args.threads)  # first: OpenMP's spinning can only be set before torch loads
     from .api import stylize
     from .checkpoint import check_checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
     from .image import check_output_path, save_image
@@ -180,10 +183,6 @@ def _stylize(args: argparse.Namespace) -> int:
         raise InputError(f"{ckpt} holds an interrupted run: add --resume to continue it, or delete it to start over")
     else:
         resume = None
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     bar = ProgressBar(disable=args.quiet)
     saver = Saver(out, args.save_every, args.bit_depth)
     with _StopOnSignal(say=bar.write) as signals:
