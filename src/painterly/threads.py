@@ -23,8 +23,9 @@ behind every choice here). :func:`configure_threads` decides both, once per proc
 
 It is for whoever owns the process (``painterly`` itself, ``painterly serve``, a batch worker),
 never run on import. ``requested`` (``--threads N``) replaces the count but keeps the short spin.
-The count is taken by the thread that calls it: torch's thread setting is per calling thread for
-OpenMP, so a server calls it in the thread that will run the jobs.
+With OpenMP, torch applies a thread count to the calling thread (and to threads that have not
+yet run a parallel operation), so a server calls it in the thread that runs the jobs, and may pass
+``look_again=True`` before each job to look at the CPU afresh.
 """
 
 from __future__ import annotations
