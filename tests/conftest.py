@@ -28,3 +28,14 @@ def tiny_pair(tmp_path_factory) -> tuple[str, str]:
     Image.fromarray(smooth_noise(40, 48, 0)).save(folder / "content.png")
     Image.fromarray(smooth_noise(56, 56, 1)).save(folder / "style.png")
     return str(folder / "content.png"), str(folder / "style.png")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """The CLI sets torch's thread count for its process (painterly.threads); a test's CLI run must not
+    leave another test a different count (float sums, and so pixels, can depend on it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

