@@ -90,6 +90,8 @@ def run(items: Sequence[Item], output_dir: str | Path, settings: Settings | None
     if engine not in ENGINES and ray_address is None:
         raise InputError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     engine = "ray" if ray_address is not None else engine
+    if engine == "ray":  # without the extra: its one line, before anything is written
+        from .batch_ray import paint_on_ray
     folder = Path(output_dir).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     if (problem := writable_folder(folder)) is not None:
@@ -112,8 +114,6 @@ def run(items: Sequence[Item], output_dir: str | Path, settings: Settings | None
     bar = _Bar(len(todo), book, enabled=progress)
     stop = stop or threading.Event()
     if engine == "ray":
-        from .batch_ray import paint_on_ray
-
         outcomes = paint_on_ray(todo, address=ray_address, cpus=ray_cpus, threads=threads, stop=stop)
     else:
         outcomes = _paint_here(todo, threads=threads, checkpoint_every=checkpoint_every, stop=stop)
@@ -132,13 +132,22 @@ def run(items: Sequence[Item], output_dir: str | Path, settings: Settings | None
 # --------------------------------------------------------------------------------- the local engine
 def _paint_here(todo, *, threads: int | None, checkpoint_every: float, stop: threading.Event) -> Iterator:
     """Each item in this process; an item that was mid-run resumes from its ``OUT.ckpt``."""
+    import torch
+
     from .api import stylize
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield from _paint_each(todo, stylize, checkpoint_every, stop)
+    finally:
+        torch.set_num_threads(before)  # the caller's process keeps its own setting
+
+
+def _paint_each(todo, stylize, checkpoint_every: float, stop: threading.Event) -> Iterator:
     from .checkpoint import load_checkpoint, save_checkpoint
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     for item, s in todo:
         if stop.is_set():
             return

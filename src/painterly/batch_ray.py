@@ -105,9 +105,13 @@ def paint_on_ray(
 
 def _run(todo, threads: int | None, stop: threading.Event) -> Iterator[tuple[Any, dict]]:
     resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0) >= 1
+    gpus = resources.get("GPU", 0) >= 1 and todo[0][1].device in ("auto", "cuda")
+    node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
     if threads is None:  # a task per node by default: torch's threads scale well within one machine
-        threads = max(1, int(min((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["Alive"]), default=1)))
+        threads = max(1, min(node_cpus, default=1))
+    elif not gpus and threads > max(node_cpus, default=0):  # Ray would wait for such a node forever
+        raise InputError(f"--threads {threads}: no node of the Ray cluster has that many CPUs "
+                         f"(the largest has {max(node_cpus, default=0)})")  # fmt: skip
     task = ray.remote(paint_bytes).options(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads,
                                            max_retries=WORKER_RETRIES, retry_exceptions=False)  # fmt: skip
     slots = int(resources.get("GPU", 0)) if gpus else max(1, int(resources.get("CPU", 1)) // threads)
