@@ -245,7 +245,7 @@ def _inputs_key(item: Item, cache: dict[Path, str]) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -390,7 +390,9 @@ def main(argv: Sequence[str]) -> int:
         raise InputError("give at least one --style (a file, folder or glob), or --manifest FILE")
     items = plan(args.contents, args.styles, args.output_dir, manifest=args.manifest, pair=args.pair,
                  pair_seed=args.pair_seed, name=args.name)  # fmt: skip
-    with _StopOnSignal() as stop:
+    from .device import reuse_freed_memory
+
+    with _StopOnSignal() as stop, reuse_freed_memory():  # this process is the command's: as for one picture
         report = run(items, args.output_dir, settings_from(args), engine=args.engine, ray_address=args.ray_address,
                      ray_cpus=args.ray_cpus, threads=args.threads, retry_failed=args.retry_failed,
                      checkpoint_every=args.checkpoint_every, report=args.report, stop=stop,

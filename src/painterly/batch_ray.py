@@ -37,11 +37,15 @@ def paint_bytes(meta: dict[str, Any], content: bytes, *styles: bytes) -> dict[st
     A user error (a corrupt image, out of memory) comes back as ``{"error": line}``, not raised,
     so Ray does not retry what would only fail again.
     """
+    # A worker is painterly's process, as the painterly command's is: the same reproducible MKL
+    # kernels (read when torch first runs MKL) and the same reuse of freed memory.
+    os.environ.setdefault("MKL_CBWR", "AUTO")
     import torch
 
     from .api import stylize
     from .batch import one_line
     from .config import Settings
+    from .device import reuse_freed_memory
     from .image import save_image
 
     torch.set_num_threads(meta["threads"])
@@ -55,7 +59,8 @@ def paint_bytes(meta: dict[str, Any], content: bytes, *styles: bytes) -> dict[st
             style_paths[-1].write_bytes(data)
         try:
             s = Settings.from_dict(meta["settings"])
-            result = stylize(content_path, style_paths, s)
+            with reuse_freed_memory():
+                result = stylize(content_path, style_paths, s)
             out = save_image(result.image, folder / f"out{meta['output_suffix']}")
         except Exception as err:  # noqa: BLE001 -- reported per item, as the local engine does
             line = one_line(err).replace(str(content_path), meta["content_name"])
@@ -77,7 +82,8 @@ def connect(address: str | None, cpus: int | None) -> bool:
         if address is not None:
             ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+            # "local": a new Ray of our own, even where `ray start` left a cluster running here.
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise InputError(f"could not start or reach {where}: {' '.join(str(err).split())[:300]}") from None
