@@ -190,8 +190,9 @@ def _section(n: int, times, painting, steady, starts, rounds: int, setup: dict[s
         f"{(n - 1) * (imp + weights):.0f} s. The shell loop took {saved:.0f} s longer than the one-process batch.",
         f"- What the one-process batch still does per item: the weights come from the cache "
         f"({setup['weights_cached'] * 1e3:.2f} ms against {setup['weights_first']:.2f} s the first time); the "
-        f"network is rebuilt from them in {setup['build_network'] * 1e3:.0f} ms (median of 5), most of it "
-        "torch's random initialisation of layers that the weights then overwrite.",
+        f"network is rebuilt from them in {setup['build_network'] * 1e3:.0f} ms (median of 5: layers made and "
+        "randomly initialised, the weights copied in, laid out channels-last), which a cache of built "
+        "networks in `network.py` would save.",
     ]
     return "\n".join(lines)
 
