@@ -1,8 +1,8 @@
 """Many pictures in one run: :func:`batch` and ``painterly batch``.
 
-One process paints item after item (the network's weights are read once, see ``api._weights``),
-or ``engine="ray"`` hands each item to a Ray task (:mod:`painterly.batch_ray`). Either way this
-process alone writes the outputs and the report, so:
+One process paints item after item (torch is imported and the network's weights are read once
+for the process), or ``engine="ray"`` hands each item to a Ray task (:mod:`painterly.batch_ray`).
+Either way this process alone writes the outputs and the report, so:
 
 * **resumable and idempotent**: the report (``batch.json``) records, per output, a hash of its
   resolved settings and of its input files; an output whose record matches is skipped, an item
