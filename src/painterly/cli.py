@@ -22,7 +22,7 @@ from . import flags
 from .errors import InputError, Interrupted, PainterlyError
 from .flags import Parser, add_settings_flags, settings_from
 
-SUBCOMMANDS = ("score", "experiment", "serve", "weights")
+SUBCOMMANDS = ("score", "experiment", "serve", "weights", "batch")
 # Settings that the objective alone depends on (what ``score`` accepts).
 OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
@@ -117,6 +117,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
                        size=args.size)  # fmt: skip
         print(json.dumps(report, indent=2))
         return 0
+    if name == "batch":
+        from .batch import main as batch_main
+
+        return batch_main(argv)
     if name == "experiment":
         from .experiments import main as experiment_main
 
