@@ -438,7 +438,8 @@ def pixels(png: bytes) -> np.ndarray:
 def test_kill_9_mid_job_then_restart_gives_the_uninterrupted_result(tmp_path):
     """A real server, the real engine (random weights, 24 px): SIGKILL after a few checkpoints."""
     data = tmp_path / "data"
-    settings = {"size": 24, "iterations": 30, "weights": "random", "model": "vgg16", "seed": 3}
+    # Enough evaluations that a loaded machine cannot finish the job before the SIGKILL lands.
+    settings = {"size": 24, "iterations": 200, "weights": "random", "model": "vgg16", "seed": 3}
     with server(data, "--checkpoint-every", "0") as first, httpx.Client(base_url=first.url, timeout=60) as http:
         content = http.post("/api/uploads", files={"file": ("c.png", png_bytes(48, 36, seed=1))}).json()["ref"]
         style = http.post("/api/uploads", files={"file": ("s.png", png_bytes(seed=2))}).json()["ref"]
@@ -456,10 +457,10 @@ def test_kill_9_mid_job_then_restart_gives_the_uninterrupted_result(tmp_path):
         assert resumed["status"] == "done", resumed["error"]
         again = wait_for(http, http.post("/api/jobs", json=body).json()["id"], timeout=60)  # uninterrupted
         assert again["status"] == "done", again["error"]
-        assert [row[0] for row in resumed["history"]] == list(range(1, 31))
+        assert [row[0] for row in resumed["history"]] == list(range(1, 201))
         resumed_pixels = pixels(http.get(f"/api/jobs/{job['id']}/result").content)
         assert resumed_pixels.shape == (18, 24, 3)
         assert np.array_equal(resumed_pixels, pixels(http.get(f"/api/jobs/{again['id']}/result").content))
         log = "\n".join(second.lines)
     resumed_at = re.search(rf"job {job['id']} resumes from its checkpoint after evaluation (\d+)", log)
-    assert resumed_at and 6 <= int(resumed_at.group(1)) < 30, log
+    assert resumed_at and 6 <= int(resumed_at.group(1)) < 200, log

@@ -391,7 +391,10 @@ def main(argv: Sequence[str]) -> int:
     items = plan(args.contents, args.styles, args.output_dir, manifest=args.manifest, pair=args.pair,
                  pair_seed=args.pair_seed, name=args.name)  # fmt: skip
     from .device import reuse_freed_memory
+    from .threads import configure_threads
 
+    if args.engine == "local" and args.ray_address is None:  # this process paints: the thread policy (#17)
+        args.threads = configure_threads(args.threads).threads
     with _StopOnSignal() as stop, reuse_freed_memory():  # this process is the command's: as for one picture
         report = run(items, args.output_dir, settings_from(args), engine=args.engine, ray_address=args.ray_address,
                      ray_cpus=args.ray_cpus, threads=args.threads, retry_failed=args.retry_failed,

@@ -247,11 +247,23 @@ def load_features(features: nn.Sequential, state_dict: dict[str, torch.Tensor]) 
 
 def build_network(s: Settings, device: torch.device, dtype: torch.dtype) -> VGGFeatures:
     """The frozen, truncated network resolved settings ``s`` ask for, on ``device``, evaluating the
-    image being optimised in ``dtype`` (see :func:`resolve_precision`)."""
-    taps = list(dict.fromkeys([s.content_layer, *s.style_layers]))
-    net = VGGFeatures(s.model_defaults().arch, taps, cached_weights(s.model, s.weights, s.seed))
+    image being optimised in ``dtype`` (see :func:`resolve_precision`).
+
+    The last few built are kept for the process, so a batch, the studio or a video builds each
+    network once (rebuilding one took 0.4-0.9 s per item, BENCHMARKS.md's batch section). A network
+    is frozen and holds no state of a run, so runs one after another can share it.
+    """
+    taps = tuple(dict.fromkeys([s.content_layer, *s.style_layers]))
+    seed = s.seed if s.weights == "random" else 0
+    return _built(s.model, s.model_defaults().arch, s.weights, seed, taps, str(device), dtype)
+
+
+@functools.lru_cache(maxsize=2)
+def _built(model: str, arch: str, weights: str | None, seed: int, taps: tuple[str, ...], device: str,
+           dtype: torch.dtype) -> VGGFeatures:  # fmt: skip
+    net = VGGFeatures(arch, taps, cached_weights(model, weights, seed))
     net.compute_dtype = dtype
-    return net.to(device).to(memory_format=torch.channels_last)
+    return net.to(torch.device(device)).to(memory_format=torch.channels_last)
 
 
 def cached_weights(model: str, weights: str | None, seed: int) -> dict[str, torch.Tensor]:

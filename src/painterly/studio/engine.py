@@ -142,6 +142,11 @@ def run_engine(
     """Run :func:`painterly.stylize` (imported here so the studio loads without torch work)."""
     import painterly
 
+    from ..threads import configure_threads
+
+    # In this worker thread (OpenMP's thread count is the calling thread's): the cores free now.
+    configure_threads(look_again=True)
+
     result = painterly.stylize(
         content, styles, settings, callback=on_step, stop=stop, resume=resume,
         on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every,

@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.token is not None and (args.no_token or len(args.token) < 8):
         raise PainterlyError("--token must be at least 8 characters, and cannot go with --no-token")
+    from ..threads import configure_threads
+
+    configure_threads()  # before torch loads: OpenMP's short spin; each job looks at the free cores again
     serve(
         args.host, args.port, args.data_dir, args.open, args.max_upload_mb, args.max_pixels, args.workers,
         max_storage_mb=args.max_storage_mb, allow_hosts=args.allow_host, token=args.token,
