@@ -21,7 +21,7 @@ from . import flags
 from .errors import InputError, Interrupted, PainterlyError
 from .flags import Parser, add_settings_flags, settings_from
 
-SUBCOMMANDS = ("score", "experiment", "serve")
+SUBCOMMANDS = ("score", "experiment", "serve", "video")
 # Settings that the objective alone depends on (what ``score`` accepts).
 OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
@@ -100,6 +100,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from .experiments import main as experiment_main
 
         return experiment_main(argv)
+    if name == "video":
+        from .video_command import main as video_main
+
+        return video_main(argv)
     from .studio import main as studio_main
 
     return studio_main(argv)
