@@ -154,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"painterly: stopped after {made} of {count} frames, kept in {folder} (continue with --resume)",
                   file=sys.stderr)  # fmt: skip
             return stop.exit_code()
+    made = len(_done_frames(folder))
+    if made < count:  # the container promised more packets than its decoder gave frames
+        print(f"painterly: {source} gave {made} frames, not {count}", file=sys.stderr)
+        count = made
     files = [folder / FRAME_NAME.format(i + 1) for i in range(count)]
     if folder == out:
         (folder / RECORD).unlink(missing_ok=True)
@@ -279,8 +283,8 @@ class _Progress:
         elif not self.quiet:
             each = (time.monotonic() - self.started) / self.made
             left = each * (self.total - self.done)
-            self.write(f"painterly: frame {self.done}/{self.total}, {each:.1f} s a frame, "
-                       f"about {left / 60:.0f} min left")  # fmt: skip
+            left_text = f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min"
+            self.write(f"painterly: frame {self.done}/{self.total}, {each:.1f} s a frame, about {left_text} left")
 
     def write(self, text: str) -> None:
         if self.bar is not None:
