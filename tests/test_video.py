@@ -212,3 +212,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, monkeypat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("painterly: error: ") and message in err, err
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.mp4.frames").exists()
+
+
+def test_masks_one_image_or_a_folder_with_one_per_frame(tmp_path, tiny_pair):
+    clip = make_clip(tmp_path / "in.mp4", count=3, audio=False)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for i in range(1, 4):  # the style only in a band that moves with the frames
+        m = torch.zeros(1, 3, HEIGHT, WIDTH)
+        m[..., :, 8 * i : 8 * i + 16] = 1
+        painterly.save_image(m, masks / f"mask_{i}.png")
+    out = tmp_path / "out"
+    assert main([str(clip), str(out), tiny_pair[1], tiny_pair[0], *FAST, "--mask", str(masks), "--mask", "none"]) == 0
+    assert len(list(out.glob("frame_*.png"))) == 3
+    one = tmp_path / "one"
+    assert main([str(clip), str(one), tiny_pair[1], *FAST, "--mask", str(masks / "mask_1.png")]) == 0
+    assert len(list(one.glob("frame_*.png"))) == 3

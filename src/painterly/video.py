@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from . import color, flow
-from .api import ImageLike, Result, _as_image, _as_mask, example_path, stylize
+from .api import ImageLike, Result, example_path, stylize
 from .config import Settings
 from .errors import InputError
-from .image import resize, resize_to
+from .image import DEFAULT_MAX_PIXELS, load_image, resize, resize_to
 
 # The temporal weight is relative to the normalised seed terms. On the benchmark clip (256 px,
 # docs/video.md) 200 cut the warping error to 0.05 of independent frames' with the style term 9 %
@@ -126,11 +126,14 @@ def stylize_frames(
         raise InputError(f"--temporal-weight must be a finite number >= 0, got {temporal_weight!r}")
     later = dataclasses.replace(s, scales=(s.size,), iterations=frame_iterations)
     style_list = list(styles) if isinstance(styles, list | tuple) else [styles]
-    style_images = [_as_image(example_path(x), "style", s.max_pixels) for x in style_list]
+    limit = s.max_pixels or DEFAULT_MAX_PIXELS
+    # Loaded once for the clip, not once a frame (stylize takes tensors as they are).
+    style_images = [
+        x if isinstance(x, torch.Tensor) else load_image(example_path(x), max_pixels=limit) for x in style_list
+    ]
     for index, frame in enumerate(frames, start):
         content = fit(frame, s.size)
         frame_masks = masks(index) if masks is not None else None
-        frame_masks = None if frame_masks is None else [_as_mask(m) for m in frame_masks]
         backward = mask = None
         if temporal_weight > 0 and previous is not None:
             backward = flow.optical_flow(content, previous.content)
