@@ -22,7 +22,7 @@ from . import flags
 from .errors import InputError, Interrupted, PainterlyError
 from .flags import Parser, add_settings_flags, settings_from
 
-SUBCOMMANDS = ("score", "experiment", "serve", "weights", "batch")
+SUBCOMMANDS = ("score", "experiment", "serve", "weights", "batch", "video")
 # Settings that the objective alone depends on (what ``score`` accepts).
 OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="painterly",
         description="Paint CONTENT in the style of STYLE (Gatys et al.). "
-        "Sub-commands: score, experiment, serve, weights (painterly SUBCOMMAND --help); --version.",
+        "Sub-commands: score, experiment, serve, weights, batch, video (painterly SUBCOMMAND --help); --version.",
     )
     p.add_argument("content", nargs="?", help="content image (a file or example:NAME)")
     p.add_argument("styles", nargs="*", metavar="style", help="style image(s)")
@@ -129,6 +129,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from .weights_cli import main as weights_main
 
         return weights_main(argv)
+    if name == "video":
+        from .video_command import main as video_main
+
+        return video_main(argv)
     from .studio import main as studio_main
 
     return studio_main(argv)
