@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=flags.count,
         default=None,
         metavar="N",
-        help="CPU threads (default: one per core that other processes leave free)",
+        help="CPU threads (default: the free cores)",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
