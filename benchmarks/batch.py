@@ -76,22 +76,17 @@ def startup() -> dict[str, float]:
 
 def per_item_setup(repeats: int = 5) -> dict[str, float]:
     """What a batch process still does for every item before painting, in this process: the weights
-    come from ``api._weights``' cache; the network is rebuilt from them (median seconds)."""
+    come from ``network.cached_weights``; a network built from them (median seconds; since the restructure
+    ``build_network`` keeps the last ones built, so a batch pays this once per network)."""
     import torch
 
     from painterly.config import Settings
+    from painterly.network import VGGFeatures, cached_weights
 
-    try:  # where the weights cache and the network builder live (api.py before the restructure)
-        from painterly.network import build_network, cached_weights
-
-        def build():
-            return build_network(s, torch.device("cpu"), torch.float32)
-    except ImportError:
-        from painterly.api import _weights as cached_weights
-        from painterly.api import build_network
-
-        def build():
-            return build_network(s, torch.device("cpu"))
+    def build():  # what build_network does on a cache miss
+        taps = list(dict.fromkeys([s.content_layer, *s.style_layers]))
+        net = VGGFeatures(s.model_defaults().arch, taps, cached_weights(s.model, s.weights, s.seed))
+        return net.to(memory_format=torch.channels_last)
 
     s = Settings(model="vgg16-hed", size=64).resolved()
     start = time.perf_counter()

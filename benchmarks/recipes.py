@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 import painterly
-from painterly.api import Problem, _fit
+from painterly.api import build_problem
 from painterly.config import Settings
 from painterly.device import reuse_freed_memory
-from painterly.image import load_image, save_image
+from painterly.image import load_image, resize, save_image
 
 
 @dataclass
@@ -69,8 +69,8 @@ def plain_recipe(content: Path, style: Path, settings: Settings, evaluations: in
     trace = Trace("plain recipe")
     clock = _Clock()
     s = settings.resolved()
-    image = _fit(load_image(content), s.size)
-    problem = Problem.build(image, [style], s)
+    image = resize(load_image(content), s.size)
+    problem = build_problem(image, [style], s)
     objective = problem.objective_at(tuple(image.shape[-2:]))
     x = image.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=1)  # torch's defaults otherwise: history 100, no line search

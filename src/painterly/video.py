@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from . import color, flow
-from .api import ImageLike, Result, example_path, stylize
+from .api import Result, stylize
 from .config import Settings
 from .errors import InputError
-from .image import DEFAULT_MAX_PIXELS, load_image, resize, resize_to
+from .image import DEFAULT_MAX_PIXELS, ImageLike, example_path, load_image, resize, resize_to
 
 # The temporal weight is relative to the normalised seed terms. On the benchmark clip (256 px,
 # docs/video.md) 200 cut the warping error to 0.05 of independent frames' with the style term 9 %

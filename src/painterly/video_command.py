@@ -109,8 +109,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .api import example_path
-    from .image import load_image, save_image
+    from .image import example_path, load_image, save_image
 
     settings = flags.settings_from(args).resolved()
     if not (args.temporal_weight >= 0 and args.temporal_weight != float("inf")):
