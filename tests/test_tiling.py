@@ -106,3 +106,23 @@ def test_auto_tiles_only_when_the_picture_would_not_fit(monkeypatch):
     assert tiling.choose_tile(None, (6144, 8192), cpu) == tiling.DEFAULT_TILE
     assert tiling.choose_tile(0, (6144, 8192), cpu) is None
     assert tiling.choose_tile(256, (64, 64), cpu) == 256
+
+
+def test_progress_shows_the_time_left_from_work_left_and_the_measured_rate():
+    import io
+    from types import SimpleNamespace
+
+    from painterly.progress import ProgressBar, duration
+
+    out = io.StringIO()
+    bar = ProgressBar(file=out, log_every=0)
+
+    def step(i, scale, elapsed, work_left):
+        return SimpleNamespace(iteration=i, total=10, scale=scale, scales=2, size=(8, 8), losses={"total": 1.0},
+                               elapsed=elapsed, work_left=work_left)  # fmt: skip
+
+    bar(step(1, 0, 2.0, 9))  # 2 s per evaluation: 18 s left
+    bar(step(2, 1, 10.0, 8))  # the next scale's first evaluation took 8 s: 64 s left
+    lines = out.getvalue().splitlines()
+    assert "about 18 s left" in lines[0] and "about 64 s left" in lines[1]
+    assert duration(600) == "10 min" and duration(7500) == "2 h 05 min"
