@@ -59,10 +59,12 @@ DEFAULT_TILE = 1024
 # and BENCHMARKS.md ("Print size") for the measurement that chose it.
 TILE_DEPTH: str | None = None
 
-# Peak bytes per output pixel of an untiled evaluation, above the 1.5 MP at which the network
-# recomputes (vgg16-hed, bfloat16, measured by benchmarks.memory): the auto rule's estimate.
-UNTILED_BYTES_PER_PIXEL = 1400
-# Tiling switches on when that estimate exceeds this share of the memory available.
+# Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
+# 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
+# size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px; the larger is the auto rule's estimate.
+UNTILED_BYTES_PER_PIXEL = 2000
+# Tiling switches on when that estimate exceeds this share of the memory available (the rest is
+# left to the machine's other work and the optimiser's state).
 AUTO_SHARE = 0.5
 
 
