@@ -1,10 +1,11 @@
 """Peak resident memory of a painterly run by output size, each size in its own process.
 
-``python -m benchmarks.memory SIZE [FINAL_EVALS]`` runs painterly's default settings at SIZE px on the
-final scale only, for a few evaluations: a run's peak is set at its finest scale, not by how many
-scales came before or how long it runs. It prints one JSON line: peak RSS (the kernel's high-water
-mark, VmHWM), seconds, and the L-BFGS history still to come, whose bound is added to give the peak
-of a full-length run.
+``python -m benchmarks.memory SIZE [FINAL_EVALS [TILE [WEIGHTS]]]`` runs painterly's default settings at
+SIZE px on the final scale only, for a few evaluations: a run's peak is set at its finest scale, not
+by how many scales came before or how long it runs. It prints one JSON line: peak RSS (the kernel's
+high-water mark, VmHWM), seconds, and the L-BFGS history still to come, whose bound is added to give
+the peak of a full-length run. TILE is ``--tile`` (0: untiled; omitted: painterly's automatic choice);
+WEIGHTS ``random`` runs vgg16-hed's layout with seeded weights (memory does not depend on them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _high_water_mark() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(size: int, final_evaluations: int) -> dict:
+def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None) -> dict:
     import torch
 
     import painterly
@@ -42,7 +43,7 @@ def child(size: int, final_evaluations: int) -> dict:
     with reuse_freed_memory():  # as the painterly command runs it
         result = painterly.stylize(
             EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg", model="vgg16-hed", size=size,
-            iterations=final_evaluations, scales=(size,),
+            iterations=final_evaluations, scales=(size,), tile=tile, weights=weights,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     image_bytes = result.image.numel() * 4
@@ -58,12 +59,17 @@ def child(size: int, final_evaluations: int) -> dict:
         "seconds": seconds,
         "evaluations": result.evaluations,
         "threads": torch.get_num_threads(),
+        "tile": tile,
+        "weights": weights or "hed",
     }
 
 
-def measure(size: int, final_evaluations: int = 2, timeout: float = 1800) -> dict:
+def measure(size: int, final_evaluations: int = 2, timeout: float = 1800, tile: int | None = None,
+            weights: str | None = None) -> dict:  # fmt: skip
     """Run :func:`child` in a fresh interpreter and return its report (``error`` on failure)."""
     cmd = [sys.executable, "-m", "benchmarks.memory", str(size), str(final_evaluations)]
+    if tile is not None or weights is not None:
+        cmd += [str(-1 if tile is None else tile)] + ([weights] if weights else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # max over children so far
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -75,4 +81,9 @@ def measure(size: int, final_evaluations: int = 2, timeout: float = 1800) -> dic
 
 
 if __name__ == "__main__":
-    print(json.dumps(child(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 2)))
+    argv = sys.argv[1:]
+    tile_arg = int(argv[2]) if len(argv) > 2 else -1
+    evals = int(argv[1]) if len(argv) > 1 else 2
+    print(
+        json.dumps(child(int(argv[0]), evals, None if tile_arg < 0 else tile_arg, argv[3] if len(argv) > 3 else None))
+    )

@@ -126,6 +126,11 @@ class Settings:
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
     )
+    tile: int | None = field(
+        default=None,
+        metadata={"help": "evaluate the network in tiles of this many pixels a side, exactly (0: never; "
+                  "default: when the picture would not fit in memory)"},
+    )  # fmt: skip
 
     def model_defaults(self) -> ModelDefaults:
         if self.model not in MODEL_DEFAULTS:
@@ -187,6 +192,10 @@ class Settings:
             positive_int("style_size", self.style_size, 16)
         if self.max_pixels is not None:
             positive_int("max_pixels", self.max_pixels, 1)
+        if self.tile:
+            positive_int("tile", self.tile, 16)
+        elif self.tile is not None:
+            positive_int("tile", self.tile, 0)
         for name in (
             "content_weight",
             "style_weight",
@@ -339,6 +348,7 @@ LIMITS = {
     "history_size": 1000,
     "seed": 2**63 - 1,
     "max_pixels": 2**40,
+    "tile": 32768,
     "style_scale": 100.0,
     "scale_step": 16.0,
 }

@@ -241,27 +241,87 @@ class Objective:
         output_area: float,
         style_masks: Sequence[torch.Tensor | None] | None = None,
         output_masks: Sequence[torch.Tensor | None] | None = None,
+        tile: int | None = None,
     ) -> None:
         self.net = net
+        # With ``tile`` (pixels), the network runs tile by tile, exactly (painterly.tiling): targets too.
+        self.tiler = None
+        if tile:
+            from .tiling import Tiler
+
+            self.tiler = Tiler(net, tile)
         self.content_layer = content_layer
         self.style_layers = list(style_layers)
         self.weights = weights
         # Output pixel count relative to this scale's; style areas scale with it at every tap.
         self.area_ratio = output_area / (content.shape[-2] * content.shape[-1])
         with torch.no_grad():
-            self.content_target = net(content)[content_layer].detach() if weights.alpha > 0 else None
+            self.content_target = self._content_target(content) if weights.alpha > 0 else None
             self.targets = self._style_targets(styles, blend_weights, style_masks, output_masks)
+        self.tiled = None
+        if self.tiler is not None:
+            from .tiling import TiledEvaluation
+
+            self.tiled = TiledEvaluation(self, self.tiler, tuple(content.shape[-2:]))
+
+    def _content_target(self, content: torch.Tensor) -> torch.Tensor:
+        if self.tiler is None:
+            return self.net(content)[self.content_layer].detach()
+        layer = self.content_layer
+        out = None
+        for t, feats in self.tiler.features_by_core(content, [layer]):
+            if layer not in feats:
+                continue
+            if t is None:
+                return feats[layer]
+            if out is None:
+                size = self.tiler.layer_size(layer, *content.shape[-2:])
+                out = feats[layer].new_empty((*feats[layer].shape[:2], *size))
+            out[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]] = feats[layer]
+        return out
+
+    def _grams(self, image: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per-pixel Gram of ``image`` at every style tap, under ``mask`` (image-space) if given."""
+        if self.tiler is None:
+            feats = self.net(image)
+            return {
+                layer: gram_per_pixel(
+                    feats[layer], None if mask is None else resize_mask(mask, feats[layer].shape[-2:])
+                )
+                for layer in self.style_layers
+            }
+        sums: dict[str, torch.Tensor] = {}
+        out: dict[str, torch.Tensor] = {}
+        masks = {}
+        for layer in self.style_layers:
+            at = self.tiler.layer_size(layer, *image.shape[-2:])
+            masks[layer] = None if mask is None else resize_mask(mask, at)
+        for t, feats in self.tiler.features_by_core(image, self.style_layers):
+            for layer, f in feats.items():
+                m = masks[layer]
+                if t is None:
+                    out[layer] = gram_per_pixel(f, None if m is None else resize_mask(m, f.shape[-2:]))
+                    continue
+                f = f if m is None else f * m[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]]
+                g = gram_matrix(f)
+                sums[layer] = g if layer not in sums else sums[layer] + g
+        for layer, g in sums.items():
+            m = masks[layer]
+            at = self.tiler.layer_size(layer, *image.shape[-2:])
+            out[layer] = g / (at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8))
+        return out
 
     def _style_targets(self, styles, blend_weights, style_masks, output_masks) -> list[list[StyleTarget]]:
         """Per style tap, a list of targets: one for an unguided blend, one per region when guided."""
         total = float(sum(blend_weights))
         weights = [w / total for w in blend_weights]
-        feats = [self.net(s) for s in styles]
+        smasks = list(style_masks or [None] * len(styles)) if output_masks is not None else [None] * len(styles)
+        grams = [self._grams(s, m) for s, m in zip(styles, smasks)]
         per_layer: list[list[StyleTarget]] = []
         for layer in self.style_layers:
             if output_masks is None:
                 # Blend of several styles: the weighted mean of their per-pixel Grams (JJ's rule).
-                a = sum(w * gram_per_pixel(f[layer]) for w, f in zip(weights, feats))
+                a = sum(w * g[layer] for w, g in zip(weights, grams))
                 per_layer.append([StyleTarget(a)])
             else:
                 # Guided (Gatys et al. 2017): one term per style, its Gram taken under its output mask
@@ -269,12 +329,10 @@ class Objective:
                 # the whole style image when it has none. Positions under no mask get no style term.
                 # Blend weights scale each style's term relative to an equal blend (n·w = 1 each).
                 entries = []
-                for f, w, smask, omask in zip(feats, weights, style_masks or [None] * len(feats), output_masks):
+                for g, w, omask in zip(grams, weights, output_masks):
                     if w == 0:
                         continue
-                    fl = f[layer]
-                    sm = None if smask is None else resize_mask(smask, fl.shape[-2:])
-                    entries.append(StyleTarget(gram_per_pixel(fl, sm), omask, w * len(feats)))
+                    entries.append(StyleTarget(g[layer], omask, w * len(grams)))
                 per_layer.append(entries)
         return per_layer
 
@@ -296,13 +354,21 @@ class Objective:
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The raw terms and the weighted total for ``image`` (B, 3, H, W) in [0, 1]."""
         w = self.weights
-        feats = self.net(image)
         zero = image.new_zeros(())
-        terms = {"content": content_loss(feats[self.content_layer], self.content_target) if w.alpha > 0 else zero}
+        if self.tiled is not None:
+            values = self.tiled(image).unbind(0)  # [content, style_1, ...], computed tile by tile
+            terms = {"content": values[0]}
+            style_values = values[1:]
+        else:
+            feats = self.net(image)
+            terms = {"content": content_loss(feats[self.content_layer], self.content_target) if w.alpha > 0 else zero}
+            style_values = [
+                self._layer_term(feats[layer], targets) if w.beta > 0 else zero
+                for layer, targets in zip(self.style_layers, self.targets)
+            ]
         total = w.content_factor * terms["content"]
         style = zero
-        for layer, targets in zip(self.style_layers, self.targets):
-            term = self._layer_term(feats[layer], targets) if w.beta > 0 else zero
+        for layer, term in zip(self.style_layers, style_values):
             terms[style_key(layer)] = term
             style = style + w.layer_weights[layer] * term
             total = total + w.style_factor(layer) * term
@@ -372,10 +438,13 @@ class Problem:
         if self.masks is not None and any(m is not None for m in self.masks):  # all None: a plain blend
             out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
         height, width = self.content.shape[-2:]
+        from .tiling import choose_tile
+
         return Objective(
             self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
+            tile=choose_tile(s.tile, size, self.device),
         )  # fmt: skip
 
     def _measure_weights(self) -> Weights:

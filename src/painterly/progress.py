@@ -23,15 +23,17 @@ class ProgressBar:
         self.interactive: bool | None = None
         self.last_line: float | None = None
         self.last_scale = -1
+        self.rate = _Rate()
 
     def __call__(self, step: Step) -> None:
         if self.disable:
             return
+        left = self.rate(step)
         if self.interactive is None:
             stream = self.file or sys.stderr
             self.interactive = bool(getattr(stream, "isatty", lambda: False)())
         if not self.interactive:
-            self._log(step)
+            self._log(step, left)
             return
         if self.bar is None:
             from tqdm.auto import tqdm
@@ -39,18 +41,25 @@ class ProgressBar:
             self.bar = tqdm(total=step.total, initial=step.iteration - 1, unit="eval", dynamic_ncols=True,
                             file=self.file)  # fmt: skip
         self.bar.set_description(_where(step), refresh=False)
-        self.bar.set_postfix({k: f"{v:.3g}" for k, v in _shown(step.losses).items()}, refresh=False)
+        postfix = {k: f"{v:.3g}" for k, v in _shown(step.losses).items()}
+        if left is not None:
+            postfix["left"] = duration(left)
+        self.bar.set_postfix(postfix, refresh=False)
+        if step.scale != self.last_scale and left is not None:
+            self.last_scale = step.scale
+            self.write(f"painterly: {_where(step)}, about {duration(left)} left")
         self.bar.update(step.iteration - self.bar.n)
 
-    def _log(self, step: Step) -> None:
+    def _log(self, step: Step, left: float | None = None) -> None:
         new_scale = step.scale != self.last_scale
         due = self.last_line is None or step.elapsed - self.last_line >= self.log_every
         if not (new_scale or due or step.iteration == step.total):
             return
         self.last_scale, self.last_line = step.scale, step.elapsed
         terms = " ".join(f"{k} {v:.3g}" for k, v in _shown(step.losses).items())
+        still = "" if left is None else f", about {duration(left)} left"
         self.write(f"painterly: {_where(step)}, eval {step.iteration}/{step.total} "
-                   f"({step.iteration / step.total:.0%}), {step.elapsed:.0f} s, {terms}")  # fmt: skip
+                   f"({step.iteration / step.total:.0%}), {step.elapsed:.0f} s{still}, {terms}")  # fmt: skip
 
     def write(self, text: str) -> None:
         """One line on the bar's stream, printed above the bar when one is drawn (even when quiet)."""
@@ -62,6 +71,37 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _Rate:
+    """Seconds per evaluation measured at the current scale, and so the time left: the step's
+    ``work_left`` (evaluations to come, each counted at this scale's cost) times that rate."""
+
+    def __init__(self) -> None:
+        self.scale, self.since, self.first, self.last = -1, 0.0, 0, None
+
+    def __call__(self, step: Step) -> float | None:
+        if step.scale != self.scale:
+            self.scale = step.scale
+            if self.last is not None or step.iteration == 1:  # from the previous evaluation's end
+                self.since, self.first = self.last or 0.0, step.iteration - 1
+            else:  # a resumed run: measured from its first evaluation on
+                self.since, self.first = step.elapsed, step.iteration
+        self.last = step.elapsed
+        done = step.iteration - self.first
+        if done <= 0 or step.elapsed <= self.since:
+            return None
+        return step.work_left * (step.elapsed - self.since) / done
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``2 h 05 min``: a time left, as precise as it can be."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _shown(losses: dict[str, float]) -> dict[str, float]:

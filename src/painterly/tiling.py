@@ -1,0 +1,426 @@
+"""An exact tiled evaluation: any picture size in memory set by the tile, not the picture.
+
+Why it is exact
+---------------
+Once the Gram matrices G are known, the style term's gradient with respect to a layer's features
+is local: for G = Σ_p (m_p F_p)(m_p F_p)ᵀ (m the guide mask, 1 without one),
+dL/dF_p = m_p² (dL/dG + dL/dGᵀ) F_p; the content term's is 2 (F_p − P_p) / N. So an evaluation
+runs in two passes over tiles whose *cores* partition the image:
+
+1. features of each tile (no gradient) give, over the tile's core positions only, the sums that
+   make up every G and the content term's Σ (F − P)²; the terms and dL/dG follow, whole;
+2. each tile's forward is run again with a gradient, and its core features are back-propagated
+   with the now-fixed dL/dF; the tiles' input gradients, scatter-*added* into the image's gradient
+   (tiles overlap in their halos), are the untiled gradient, since dL/dx = Σ_p J_p(x)ᵀ dL/dF_p and
+   every core position p is in exactly one tile, whose input holds all of F_p's receptive field.
+
+Total variation and everything else per pixel stays whole-image (it is cheap).
+
+The halo, worked out
+--------------------
+A feature at a layer of stride s (2 per max-pool before it) *covers* the image pixels
+[s·i, s·i + s). A 3×3 convolution (padding 1) applied at stride s widens what a feature depends on
+by s pixels on each side; a 2×2 max-pool of stride 2 does not widen it (the two cells it joins
+are the new cell). So a feature's receptive field reaches L = Σ (stride of each convolution up
+to it) pixels past its cell on each side: for VGG16's relu5_3 L = 2·1 + 2·2 + 3·4 + 3·8 + 3·16 =
+90 px, for VGG19's relu5_4 L = 2 + 4 + 16 + 32 + 64 = 118 px, for relu3_3 (VGG16) 18 px.
+A tile's input is its core widened by a halo h ≥ L (clipped at the picture's edge, where the
+network's zero padding is the picture's own), with every tile origin a multiple of the deepest
+stride S so the pools pair the same pixels as in the whole picture: h = L rounded up to a
+multiple of S (96 px for vgg16 to relu5_3). Then no core feature reads a padded or missing value
+of any layer: a layer-k feature it depends on covers pixels ≥ core − (L − L_k) ≥ input start + L_k.
+Only one receptive-field radius is needed (not two) because the input gradients are added, not
+cropped. ``tests/test_tiling.py`` checks the gradient with this halo and that one stride less breaks it.
+
+Tiling only the early blocks
+----------------------------
+With ``depth`` set, only the network's first ``depth`` modules are tiled: pass 1 also assembles
+their output whole (at its stride) and the deeper modules run on it whole, with autograd as
+usual; the gradient they hand back to that output joins pass 2 at each tile's core. The halo is
+then that of the head only (24 px to pool3 in VGG16). :data:`TILE_DEPTH` is what the benchmark chose.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .network import VGGFeatures
+
+# Tiles are this many pixels on a side (their cores) unless --tile says otherwise.
+DEFAULT_TILE = 1024
+
+# The module after which tiling stops (None: the whole network is tiled); see the module docstring
+# and BENCHMARKS.md ("Print size") for the measurement that chose it.
+TILE_DEPTH: str | None = None
+
+# Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
+# 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
+# size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px; the larger is the auto rule's estimate.
+UNTILED_BYTES_PER_PIXEL = 2000
+# Tiling switches on when that estimate exceeds this share of the memory available (the rest is
+# left to the machine's other work and the optimiser's state).
+AUTO_SHARE = 0.5
+
+
+def conv_reach(names: Sequence[str], upto: int) -> tuple[int, int]:
+    """(L, S): receptive-field reach in pixels and stride of module ``upto`` (inclusive) of a VGG stack."""
+    reach, stride = 0, 1
+    for name in names[: upto + 1]:
+        if name.startswith("conv"):
+            reach += stride
+        elif name.startswith("pool"):
+            stride *= 2
+    return reach, stride
+
+
+def halo_for(names: Sequence[str], upto: int) -> tuple[int, int]:
+    """(halo, alignment) for tiling modules ``0..upto``: the reach rounded up to the stride."""
+    reach, stride = conv_reach(names, upto)
+    return stride * math.ceil(reach / stride), stride
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device) -> int | None:
+    """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
+    :data:`DEFAULT_TILE` when the untiled estimate would not fit, else ``None`` (untiled)."""
+    if tile is not None:
+        return tile or None
+    pixels = size[0] * size[1]
+    if pixels * UNTILED_BYTES_PER_PIXEL <= AUTO_SHARE * available_bytes(device):
+        return None
+    return DEFAULT_TILE
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its input rows/columns (with halo) and its core rows/columns, in image pixels."""
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    core_rows: tuple[int, int]
+    core_cols: tuple[int, int]
+
+
+def tiles(height: int, width: int, tile: int, halo: int, align: int) -> Iterator[Tile]:
+    """Cores of side ``tile`` (rounded up to ``align``) covering the picture, each widened by ``halo``."""
+    step = align * max(1, math.ceil(tile / align))
+    for r0 in range(0, height, step):
+        r1 = min(height, r0 + step)
+        for c0 in range(0, width, step):
+            c1 = min(width, c0 + step)
+            yield Tile((max(0, r0 - halo), min(height, r1 + halo)), (max(0, c0 - halo), min(width, c1 + halo)),
+                       (r0, r1), (c0, c1))  # fmt: skip
+
+
+class Tiler:
+    """Runs a :class:`VGGFeatures` tile by tile: see the module docstring."""
+
+    def __init__(self, net: VGGFeatures, tile: int, depth: str | None = TILE_DEPTH) -> None:
+        self.net, self.tile = net, tile
+        names = net.names
+        self.head = len(names) if depth is None or depth not in names[:-1] else names.index(depth) + 1
+        self.halo, self.align = halo_for(names, self.head - 1)
+        self.strides = {name: conv_reach(names, i)[1] for i, name in enumerate(names)}
+
+    @property
+    def split(self) -> bool:
+        return self.head < len(self.net.names)
+
+    def modules(self, low: bool) -> nn.Sequential:
+        net = self.net
+        return net._features_in(net.compute_dtype) if low and net.compute_dtype != torch.float32 else net.features
+
+    def tiles(self, height: int, width: int) -> list[Tile]:
+        return list(tiles(height, width, self.tile, self.halo, self.align))
+
+    def core(self, name: str, t: Tile) -> tuple[slice, slice]:
+        """The slice of tile ``t``'s own activation at ``name`` that is its core."""
+        s = self.strides[name]
+        r, c = t.rows[0] // s, t.cols[0] // s
+        return slice(t.core_rows[0] // s - r, t.core_rows[1] // s - r), slice(
+            t.core_cols[0] // s - c, t.core_cols[1] // s - c
+        )
+
+    def full(self, name: str, t: Tile) -> tuple[slice, slice]:
+        """The slice of the whole picture's activation at ``name`` that tile ``t``'s core is."""
+        s = self.strides[name]
+        return slice(t.core_rows[0] // s, t.core_rows[1] // s), slice(t.core_cols[0] // s, t.core_cols[1] // s)
+
+    def layer_size(self, name: str, height: int, width: int) -> tuple[int, int]:
+        s = self.strides[name]
+        return height // s, width // s
+
+    def run_head(self, x: torch.Tensor, low: bool, taps: set[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1]."""
+        net = self.net
+        mods = self.modules(low)
+        x = (x - net.mean) / net.std
+        if low:
+            x = x.to(mods[0].weight.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = {}
+        for name, module in zip(net.names[: self.head], mods):
+            x = module(x)
+            if name in taps:
+                out[name] = x
+        return out, x
+
+    def run_tail(self, x: torch.Tensor, low: bool, taps: set[str]) -> dict[str, torch.Tensor]:
+        mods = self.modules(low)
+        out = {}
+        for name, module in zip(self.net.names[self.head :], mods[self.head :]):
+            x = module(x)
+            if name in taps:
+                out[name] = x
+        return out
+
+    @property
+    def head_output(self) -> str:
+        return self.net.names[self.head - 1]
+
+    def features_by_core(self, image: torch.Tensor, taps: Sequence[str], low: bool = False):
+        """For each tile, ``(tile, {tap: core activation})`` of the taps in the head, no gradient;
+        with a split, the tail's taps come last as one ``(None, {tap: whole activation})``."""
+        taps = set(taps)
+        names = self.net.names
+        head_taps = {t for t in taps if names.index(t) < self.head}
+        h, w = image.shape[-2:]
+        assembled = None
+        with torch.no_grad():
+            for t in self.tiles(h, w):
+                feats, x = self.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
+                yield t, {k: v[..., self.core(k, t)[0], self.core(k, t)[1]] for k, v in feats.items()}
+                if self.split:
+                    if assembled is None:
+                        lh, lw = self.layer_size(self.head_output, h, w)
+                        assembled = torch.empty(
+                            (x.shape[0], x.shape[1], lh, lw),
+                            dtype=x.dtype,
+                            device=x.device,
+                            memory_format=torch.channels_last,
+                        )
+                    rows, cols = self.full(self.head_output, t)
+                    r, c = self.core(self.head_output, t)
+                    assembled[..., rows, cols] = x[..., r, c]
+            if self.split:
+                yield None, self.run_tail(assembled, low, taps - head_taps)
+
+
+def _empty_like_at(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """An uninitialised channels-last tensor like ``x`` at (height, width)."""
+    shape = (x.shape[0], x.shape[1], height, width)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is in a lower precision (float64 stays float64)."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
+def _positions_times(f: torch.Tensor, sym: torch.Tensor) -> torch.Tensor:
+    """Σ_j f[b, j, p] sym[b, j, k] for features (B, K, h, w) and (B, K, K): the Gram's backward."""
+    return torch.einsum("bjhw,bjk->bkhw", f, sym)
+
+
+class TiledEvaluation:
+    """The content and style terms of an :class:`~painterly.objective.Objective`, evaluated tile by
+    tile; :meth:`__call__` gives them as one tensor ``[content, style_1, ...]`` whose gradient with
+    respect to the image is the untiled one (see the module docstring)."""
+
+    def __init__(self, objective, tiler: Tiler, size: tuple[int, int]) -> None:
+        from .objective import resize_mask
+
+        self.obj, self.tiler = objective, tiler
+        self.size = size
+        names = tiler.net.names
+        self.in_head = {n: names.index(n) < tiler.head for n in [objective.content_layer, *objective.style_layers]}
+        # Guide masks at each head layer's resolution, once per scale (they do not change).
+        self.masks: list[list[torch.Tensor | None]] = []
+        for layer, targets in zip(objective.style_layers, objective.targets):
+            at = tiler.layer_size(layer, *size)
+            self.masks.append([None if t.mask is None else resize_mask(t.mask, at) for t in targets])
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return _Tiled.apply(image, self, image.requires_grad)
+
+    def _wanted(self) -> tuple[bool, bool]:
+        w = self.obj.weights
+        return w.alpha > 0 and self.obj.content_target is not None, w.beta > 0
+
+    def _head_taps(self) -> set[str]:
+        content, style = self._wanted()
+        taps = {self.obj.content_layer} if content else set()
+        if style:
+            taps |= set(self.obj.style_layers)
+        return {t for t in taps if self.in_head[t]}
+
+    def first(self, image: torch.Tensor, low: bool):
+        """Pass 1: the terms, dL/dG for the head's style layers, and the tail's graph if split."""
+        from .objective import content_loss, gram_matrix, style_loss
+
+        obj, tiler = self.obj, self.tiler
+        use_content, use_style = self._wanted()
+        head_taps = self._head_taps()
+        h, w = image.shape[-2:]
+        sums: dict[tuple[int, int], torch.Tensor] = {}
+        content_sq = torch.zeros((), dtype=torch.float64, device=image.device)
+        assembled = None
+        for t in tiler.tiles(h, w):
+            feats, x = tiler.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
+            for li, layer in enumerate(obj.style_layers):
+                if layer not in head_taps:
+                    continue
+                rs, cs = tiler.core(layer, t)
+                core = feats[layer][..., rs, cs]
+                full = tiler.full(layer, t)
+                for ti, mask in enumerate(self.masks[li]):
+                    f = core if mask is None else core * mask[..., full[0], full[1]]
+                    g = gram_matrix(f)
+                    sums[li, ti] = g if (li, ti) not in sums else sums[li, ti] + g
+            if obj.content_layer in head_taps:
+                rs, cs = tiler.core(obj.content_layer, t)
+                fr, fc = tiler.full(obj.content_layer, t)
+                diff = _wide(feats[obj.content_layer][..., rs, cs]) - obj.content_target[..., fr, fc]
+                content_sq += diff.double().pow(2).sum()
+            if tiler.split:
+                if assembled is None:
+                    lh, lw = tiler.layer_size(tiler.head_output, h, w)
+                    assembled = torch.empty(
+                        (x.shape[0], x.shape[1], lh, lw),
+                        dtype=x.dtype,
+                        device=x.device,
+                        memory_format=torch.channels_last,
+                    )
+                rs, cs = tiler.core(tiler.head_output, t)
+                fr, fc = tiler.full(tiler.head_output, t)
+                assembled[..., fr, fc] = x[..., rs, cs]
+        zero = image.new_zeros(())
+        values: list[torch.Tensor] = []
+        tail_values: list[tuple[int, torch.Tensor]] = []  # (index in values, tensor with the tail's graph)
+        leaf = None
+        with torch.enable_grad() if low else torch.no_grad():
+            if tiler.split:
+                leaf = assembled.detach().requires_grad_(low)
+                tail_taps = {n for n in [obj.content_layer, *obj.style_layers] if not self.in_head[n]}
+                tail = tiler.run_tail(leaf, low, tail_taps)
+            # Content.
+            if not use_content:
+                values.append(zero)
+            elif self.in_head[obj.content_layer]:
+                target = obj.content_target
+                values.append((content_sq / target[0].numel()).to(image.dtype))
+            else:
+                v = content_loss(tail[obj.content_layer], obj.content_target)
+                tail_values.append((0, v))
+                values.append(v.detach())
+            # Style, layer by layer.
+            dgrams: dict[tuple[int, int], torch.Tensor] = {}
+            for li, (layer, targets) in enumerate(zip(obj.style_layers, obj.targets)):
+                if not use_style:
+                    values.append(zero)
+                    continue
+                if not self.in_head[layer]:
+                    v = obj._layer_term(tail[layer], targets)
+                    tail_values.append((1 + li, v))
+                    values.append(v.detach())
+                    continue
+                lh, lw = tiler.layer_size(layer, h, w)
+                area = lh * lw * obj.area_ratio
+                leaves = [sums[li, ti].detach().requires_grad_(True) for ti in range(len(targets))]
+                term = zero
+                for ti, (tgt, g) in enumerate(zip(targets, leaves)):
+                    mask = self.masks[li][ti]
+                    denom = lh * lw if mask is None else (mask**2).sum().clamp_min(1e-8)
+                    part = style_loss(g / denom * area, tgt.a * area, area) * tgt.weight
+                    term = term + (part if mask is None else part * mask.mean())
+                if low:
+                    grads = torch.autograd.grad(term, leaves)
+                    dgrams.update({(li, ti): d for ti, d in enumerate(grads)})
+                values.append(term.detach())
+        return torch.stack([v.to(image.dtype) for v in values]), (dgrams, tail_values, leaf)
+
+    def second(self, image: torch.Tensor, state, grad: torch.Tensor, low: bool) -> torch.Tensor:
+        """Pass 2: each tile's backward with the fixed dL/dF at its core; the input gradients summed."""
+        obj, tiler = self.obj, self.tiler
+        dgrams, tail_values, leaf = state
+        head_taps = self._head_taps()
+        d_head = None
+        if tail_values:
+            torch.autograd.backward([v for _, v in tail_values], [grad[i] for i, _ in tail_values])
+            d_head = leaf.grad
+        out = torch.zeros_like(image)
+        h, w = image.shape[-2:]
+        content = obj.content_layer if obj.content_layer in head_taps else None
+        for t in tiler.tiles(h, w):
+            with torch.enable_grad():
+                x_in = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]].detach().clone().requires_grad_(True)
+                feats, x = tiler.run_head(x_in, low, head_taps)
+                outs, grads = [], []
+                for name in head_taps:
+                    rs, cs = tiler.core(name, t)
+                    fr, fc = tiler.full(name, t)
+                    core = feats[name][..., rs, cs]
+                    g = None
+                    if name == content:
+                        target = obj.content_target[..., fr, fc]
+                        g = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
+                    for li, layer in enumerate(obj.style_layers):
+                        if layer != name or (li, 0) not in dgrams:
+                            continue
+                        for ti, mask in enumerate(self.masks[li]):
+                            d = dgrams[li, ti]
+                            sym = (d + d.transpose(1, 2)) * grad[1 + li]
+                            m = None if mask is None else mask[..., fr, fc]
+                            f = _wide(core) if m is None else _wide(core) * m
+                            part = _positions_times(f, sym)
+                            part = part if m is None else part * m
+                            g = part if g is None else g + part
+                    if g is not None:
+                        outs.append(core)
+                        grads.append(g.to(core.dtype))
+                if d_head is not None:
+                    rs, cs = tiler.core(tiler.head_output, t)
+                    fr, fc = tiler.full(tiler.head_output, t)
+                    outs.append(x[..., rs, cs])
+                    grads.append(d_head[..., fr, fc])
+                if outs:
+                    torch.autograd.backward(outs, grads)
+            if x_in.grad is not None:
+                out[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]] += x_in.grad
+        return out
+
+
+class _Tiled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, evaluation: TiledEvaluation, low: bool) -> torch.Tensor:
+        values, state = evaluation.first(image, low)
+        ctx.evaluation, ctx.state, ctx.low = evaluation, state, low
+        ctx.save_for_backward(image)
+        return values
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (image,) = ctx.saved_tensors
+        out = ctx.evaluation.second(image, ctx.state, grad, ctx.low)
+        ctx.state = None
+        return out, None, None

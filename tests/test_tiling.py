@@ -1,0 +1,128 @@
+"""The tiled evaluation (painterly.tiling) gives the untiled gradient: masks, two styles, tiny tiles."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from painterly import tiling
+from painterly.network import VGGFeatures, cached_weights
+from painterly.objective import Objective, Weights
+
+SHALLOW = ("relu1_2", "relu2_2", "relu3_3")
+
+
+def _net(taps, dtype=torch.float32):
+    return VGGFeatures("vgg16", taps, cached_weights("vgg16", "random", 0)).to(dtype)
+
+
+def _images(h, w, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    content = torch.rand(1, 3, h, w, generator=g, dtype=dtype)
+    styles = [torch.rand(1, 3, h + 8, w - 4, generator=g, dtype=dtype),
+              torch.rand(1, 3, h - 6, w + 10, generator=g, dtype=dtype)]  # fmt: skip
+    left = torch.zeros(1, 1, h, w, dtype=dtype)
+    left[..., : w // 2 + 3] = 1.0
+    masks = [left, 1 - left * 0.7]  # soft, overlapping
+    image = torch.rand(1, 3, h, w, generator=g, dtype=dtype)
+    return content, styles, masks, image
+
+
+def _gradient(net, content, styles, masks, image, layers, content_layer, tile, **kw):
+    objective = Objective(
+        net, content, styles, content_layer=content_layer, style_layers=layers,
+        weights=Weights(1.0, 1e3, 1.0, dict.fromkeys(layers, 1.0)), blend_weights=[1.0, 2.0],
+        output_area=float(content.shape[-2] * content.shape[-1]), output_masks=masks, tile=tile, **kw,
+    )  # fmt: skip
+    x = image.clone().requires_grad_(True)
+    terms = objective(x)
+    terms["total"].backward()
+    return {k: float(v.detach()) for k, v in terms.items()}, x.grad
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_halo_is_worked_out_from_the_receptive_field():
+    names = _net(["relu5_3"]).names
+    assert tiling.conv_reach(names, names.index("relu5_3")) == (90, 16)
+    assert tiling.halo_for(names, names.index("relu5_3")) == (96, 16)
+    assert tiling.halo_for(names, names.index("relu3_3")) == (20, 4)
+    assert tiling.halo_for(names, names.index("pool3")) == (24, 8)
+
+
+def test_tiled_gradient_equals_untiled_with_masks_and_two_styles():
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    whole_terms, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    terms, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(tiled, whole) < 1e-4
+    for k, v in whole_terms.items():
+        assert terms[k] == pytest.approx(v, rel=1e-4, abs=1e-9), k
+
+
+def test_the_halo_is_just_wide_enough(monkeypatch):
+    """In float64 the worked-out halo (20 px for relu3_3's reach of 18) leaves only rounding; one
+    stride less and the cores at a tile's edge read padding instead of pixels."""
+    net = _net(SHALLOW, torch.float64)
+    content, styles, masks, image = _images(36, 40, dtype=torch.float64)
+    _, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    _, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(tiled, whole) < 1e-12
+    monkeypatch.setattr(tiling, "halo_for", lambda names, upto: (16, 4))
+    _, short = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(short, whole) > 1e-8
+
+
+@pytest.mark.parametrize("depth", [None, "pool3"])
+def test_tiled_whole_network_and_early_blocks_only(depth, monkeypatch):
+    monkeypatch.setattr(tiling, "TILE_DEPTH", depth)
+    layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+    net = _net(layers)
+    content, styles, masks, image = _images(96, 80, seed=1)
+    monkeypatch.setattr(tiling.Tiler.__init__, "__defaults__", (depth,))
+    _, whole = _gradient(net, content, styles, masks, image, layers, "relu3_3", None)
+    _, tiled = _gradient(net, content, styles, masks, image, layers, "relu3_3", 48)
+    assert _rel(tiled, whole) < 1e-4
+
+
+def test_stylize_tiled_equals_untiled_with_luminance(tiny_pair):
+    import painterly
+
+    content, style = tiny_pair
+    s = painterly.Settings(weights="random", model="vgg16", size=48, iterations=2, coarse_iterations=0,
+                           scales=(48,), preserve_color="luminance", precision="float32")  # fmt: skip
+    untiled = painterly.stylize(content, style, dataclasses.replace(s, tile=0))
+    tiled = painterly.stylize(content, style, dataclasses.replace(s, tile=32))
+    assert (tiled.image - untiled.image).abs().max() < 1e-3
+    assert tiled.losses["total"] == pytest.approx(untiled.losses["total"], rel=1e-4)
+
+
+def test_auto_tiles_only_when_the_picture_would_not_fit(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(tiling, "available_bytes", lambda device: 8 * 2**30)
+    assert tiling.choose_tile(None, (512, 512), cpu) is None
+    assert tiling.choose_tile(None, (6144, 8192), cpu) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(0, (6144, 8192), cpu) is None
+    assert tiling.choose_tile(256, (64, 64), cpu) == 256
+
+
+def test_progress_shows_the_time_left_from_work_left_and_the_measured_rate():
+    import io
+    from types import SimpleNamespace
+
+    from painterly.progress import ProgressBar, duration
+
+    out = io.StringIO()
+    bar = ProgressBar(file=out, log_every=0)
+
+    def step(i, scale, elapsed, work_left):
+        return SimpleNamespace(iteration=i, total=10, scale=scale, scales=2, size=(8, 8), losses={"total": 1.0},
+                               elapsed=elapsed, work_left=work_left)  # fmt: skip
+
+    bar(step(1, 0, 2.0, 9))  # 2 s per evaluation: 18 s left
+    bar(step(2, 1, 10.0, 8))  # the next scale's first evaluation took 8 s: 64 s left
+    lines = out.getvalue().splitlines()
+    assert "about 18 s left" in lines[0] and "about 64 s left" in lines[1]
+    assert duration(600) == "10 min" and duration(7500) == "2 h 05 min"
