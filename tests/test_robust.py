@@ -217,3 +217,17 @@ def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path, tiny_p
     assert main([*argv, "--resume", "--quiet"]) == 0
     assert not Path(f"{out}.ckpt").exists()
     assert np.array_equal(np.asarray(Image.open(out)), reference)
+
+
+def test_a_write_killed_midway_leaves_nothing_once_the_path_is_written_or_removed(tmp_path):
+    from painterly.checkpoint import remove_checkpoint
+    from painterly.files import atomic_write
+
+    path = tmp_path / "run.ckpt"
+    (tmp_path / ".run.ckpt.0123456789ab.part").write_bytes(b"half of what a SIGKILL cut short")
+    (tmp_path / ".other.png.0123456789ab.part").write_bytes(b"another file's: kept")
+    atomic_write(path, b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.png.0123456789ab.part", "run.ckpt"]
+    (tmp_path / ".run.ckpt.ba9876543210.part").write_bytes(b"again")
+    remove_checkpoint(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.png.0123456789ab.part"]

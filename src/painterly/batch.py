@@ -211,7 +211,9 @@ def _settle(item: Item, outcome: dict[str, Any], book: Report) -> dict[str, Any]
     entry["status"] = "failed" if entry["error"] else "done"
     entry["finished"] = _now()
     book.write()
-    checkpoint_path(item).unlink(missing_ok=True)
+    from .checkpoint import remove_checkpoint
+
+    remove_checkpoint(checkpoint_path(item))  # with any half-written one a killed batch left
     return entry
 
 

@@ -18,7 +18,7 @@ import torch
 
 from .config import Settings
 from .errors import InputError
-from .files import atomic_write, writable_folder
+from .files import atomic_write, remove_partials, writable_folder
 from .plan import ScalePlan
 
 CHECKPOINT_VERSION = 2  # 2: loss reports with raw per-layer terms
@@ -58,7 +58,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def remove_checkpoint(path: str | Path) -> None:
+    """Remove a finished run's checkpoint, and any half-written one a killed process left beside it."""
     Path(path).unlink(missing_ok=True)
+    remove_partials(path)
 
 
 # ------------------------------------------------------------------------- matching a run

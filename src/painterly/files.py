@@ -41,6 +41,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, durable
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    remove_partials(out)  # left by a writer of this path that was killed (SIGKILL, power) mid-write
     if durable:
         with contextlib.suppress(OSError):  # not every platform can open a folder
             dir_fd = os.open(out.parent, os.O_RDONLY)
@@ -49,6 +50,20 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, durable
             finally:
                 os.close(dir_fd)
     return out
+
+
+def remove_partials(path: str | os.PathLike) -> None:
+    """Remove the temporary files that :func:`atomic_write` calls to ``path`` left when their process
+    was killed mid-write (nothing can remove them then). One writer per path is assumed: a file
+    being written at this moment by another process for the same path would be removed too."""
+    out = Path(path)
+    for stale in out.parent.glob(f".{glob_escape(out.name)}.*.part"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def writable_folder(folder: str | os.PathLike) -> str | None:
