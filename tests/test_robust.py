@@ -19,9 +19,10 @@ from PIL import Image
 import painterly
 import painterly.optimize
 from painterly.checkpoint import load_checkpoint, save_checkpoint
-from painterly.cli import _StopOnSignal, main
+from painterly.cli import main
 from painterly.errors import InputError
 from painterly.objective import Objective
+from painterly.signals import StopOnSignal
 
 # Two scales (24 and 48 px), a network cut after relu2_1: cheap, and every resume case is reachable.
 RUN = dict(weights="random", model="vgg16", size=48, scales=(24, 48), coarse_iterations=4, iterations=6,
@@ -152,7 +153,7 @@ def test_a_nan_steps_back_to_the_last_good_image_with_a_smaller_step(tiny_pair, 
 
 def test_a_second_signal_quits_at_once():
     said = []
-    signals = _StopOnSignal(say=said.append)
+    signals = StopOnSignal(said.append, "stopping after this evaluation")
     signals._on_signal(signal.SIGTERM, None)
     assert signals.stop.is_set() and signals.exit_code() == 143 and "SIGTERM: stopping" in said[0]
     with pytest.raises(KeyboardInterrupt):

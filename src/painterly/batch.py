@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
-import signal
 import sys
 import threading
 import time
@@ -33,6 +33,7 @@ from .batch_plan import DEFAULT_NAME, PAIRINGS, Item
 from .config import Settings
 from .errors import InputError, PainterlyError
 from .files import atomic_write, writable_folder
+from .signals import StopOnSignal
 
 REPORT_VERSION = 1
 REPORT_NAME = "batch.json"
@@ -397,14 +398,16 @@ def main(argv: Sequence[str]) -> int:
 
     if args.engine == "local" and args.ray_address is None:  # this process paints: the thread policy (#17)
         args.threads = configure_threads(args.threads).threads
-    with _StopOnSignal() as stop, reuse_freed_memory():  # this process is the command's: as for one picture
+    say = functools.partial(print, file=sys.stderr)
+    signals = StopOnSignal(say, "stopping after this evaluation, keeping the item's checkpoint", "painterly batch")
+    with signals, reuse_freed_memory():  # this process is the command's: as for one picture
         report = run(items, args.output_dir, settings_from(args), engine=args.engine, ray_address=args.ray_address,
                      ray_cpus=args.ray_cpus, threads=args.threads, retry_failed=args.retry_failed,
-                     checkpoint_every=args.checkpoint_every, report=args.report, stop=stop,
+                     checkpoint_every=args.checkpoint_every, report=args.report, stop=signals.stop,
                      progress=not args.quiet)  # fmt: skip
     where = Path(args.report) if args.report else Path(args.output_dir) / REPORT_NAME
     print(f"painterly batch: {summary_line(report)} (report: {where})", file=sys.stderr)
-    if stop.is_set():
+    if signals.stop.is_set():
         return 130
     return FAILED_EXIT if report["summary"]["failed"] else 0
 
@@ -414,24 +417,3 @@ def summary_line(report: dict[str, Any]) -> str:
     c = report["summary"]
     parts = [f"{c[s]} {s}" for s in ("done", "skipped", "failed", "interrupted", "pending") if c[s]]
     return f"{c['total']} items: {', '.join(parts) or 'none'}"
-
-
-class _StopOnSignal(threading.Event):
-    """SIGINT or SIGTERM: stop after the current evaluation, keeping the item's checkpoint; twice: quit."""
-
-    def __enter__(self) -> _StopOnSignal:
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        if self.is_set():
-            raise KeyboardInterrupt
-        self.set()
-        print(f"painterly batch: {signal.Signals(signum).name}: stopping after this evaluation (again to quit)",
-              file=sys.stderr)  # fmt: skip
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)

@@ -11,16 +11,15 @@ import argparse
 import dataclasses
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import flags
-from .errors import InputError, Interrupted, PainterlyError
+from .errors import InputError, PainterlyError
 from .flags import Parser, add_settings_flags, settings_from
+from .signals import StopOnSignal
 
 SUBCOMMANDS = ("score", "experiment", "serve", "weights", "batch", "video")
 # Settings that the objective alone depends on (what ``score`` accepts).
@@ -142,44 +141,6 @@ def _masks(values: list[str] | None) -> list[str | None] | None:
     return None if values is None else [None if v.lower() == "none" else v for v in values]
 
 
-class _StopOnSignal:
-    """While active, SIGINT and SIGTERM ask the run to stop (it finishes the current evaluation,
-    then everything is saved); a second signal quits at once without saving. ``saving()`` ignores
-    both while the files are written, so they are written whole."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-        self.stop = threading.Event()
-        self.caught: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():  # Python delivers signals only there
-            self.previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
-        return self
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.caught = signum
-        self.stop.set()
-        self.say(f"painterly: {signal.Signals(signum).name}: stopping after this evaluation to save the image and "
-                 "a checkpoint (again to quit without saving)")  # fmt: skip
-
-    def saving(self) -> None:
-        for s in self.previous:
-            signal.signal(s, signal.SIG_IGN)
-
-    def exit_code(self) -> int:
-        return 128 + signal.SIGTERM if self.caught == signal.SIGTERM else Interrupted.exit_code
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
 def _run_inputs(args: argparse.Namespace) -> tuple[Any, str, list[str], list[str | None] | None]:
     """Settings, content, styles and masks of the run: the flags, over a ``--config`` record if given."""
     from .config import Settings
@@ -255,7 +216,8 @@ def _stylize(args: argparse.Namespace) -> int:
     record = run_record(settings, content, styles, masks)
     bar = ProgressBar(disable=args.quiet)
     saver = Saver(out, args.save_every, args.bit_depth)
-    with _StopOnSignal(say=bar.write) as signals:
+    what = "stopping after this evaluation to save the image and a checkpoint"
+    with StopOnSignal(bar.write, what) as signals:
         try:
             with reuse_freed_memory():  # this process is ours: keep freed memory for the next evaluation
                 result = stylize(

@@ -14,9 +14,7 @@ import argparse
 import hashlib
 import json
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from fractions import Fraction
@@ -26,6 +24,7 @@ from typing import Any
 from . import flags
 from .errors import InputError, PainterlyError
 from .files import atomic_write, writable_folder
+from .signals import StopOnSignal
 from .video import FRAME_ITERATIONS, TEMPORAL_WEIGHT, Previous, fit, stylize_frames
 from .videoio import FOLDER_RATE, VIDEO_EXTENSIONS, frame_files, is_video_file, probe, read_frames, write_video
 
@@ -144,10 +143,10 @@ def _run(args: argparse.Namespace) -> int:
     progress = _Progress(count, done, quiet=args.quiet)
     from .device import reuse_freed_memory
 
-    with _StopOnSignal(progress.write) as stop, reuse_freed_memory():
+    with StopOnSignal(progress.write, "stopping; the frames done so far are kept") as stop, reuse_freed_memory():
         frames = stylize_frames(
             _frames(source, done, count), styles, settings, temporal_weight=args.temporal_weight,
-            frame_iterations=args.frame_iterations, masks=masks, start=done, previous=previous, stop=stop.event,
+            frame_iterations=args.frame_iterations, masks=masks, start=done, previous=previous, stop=stop.stop,
         )  # fmt: skip
         for frame in frames:
             save_image(frame.image, folder / FRAME_NAME.format(frame.index + 1))
@@ -155,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
             if frame.result.message:
                 progress.write(f"painterly: frame {frame.index + 1}: {frame.result.message}")
         progress.close()
-        if stop.event.is_set():
+        if stop.stop.is_set():
             made = len(_done_frames(folder))
             print(f"painterly: stopped after {made} of {count} frames, kept in {folder} (continue with --resume)",
                   file=sys.stderr)  # fmt: skip
@@ -301,31 +300,3 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-class _StopOnSignal:
-    """SIGINT and SIGTERM ask the run to stop after the current evaluation; a second one quits at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, say: Any) -> None:
-        self.say, self.event, self.caught, self.previous = say, threading.Event(), None, {}
-
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
-        return self
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        if self.event.is_set():
-            raise KeyboardInterrupt
-        self.caught = signum
-        self.event.set()
-        self.say(f"painterly: {signal.Signals(signum).name}: stopping; the frames done so far are kept")
-
-    def exit_code(self) -> int:
-        return 128 + int(self.caught or signal.SIGINT)
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
