@@ -197,6 +197,16 @@ class Tiler:
     def head_output(self) -> str:
         return self.net.names[self.head - 1]
 
+    def assemble(self, assembled: torch.Tensor | None, x: torch.Tensor, t, height: int, width: int) -> torch.Tensor:
+        """Put tile ``t``'s core of the head's output ``x`` in its place in the whole picture's (made
+        on the first tile) and return that; the tail then runs on it whole."""
+        if assembled is None:
+            assembled = _empty_like_at(x, *self.layer_size(self.head_output, height, width))
+        rows, cols = self.full(self.head_output, t)
+        r, c = self.core(self.head_output, t)
+        assembled[..., rows, cols] = x[..., r, c]
+        return assembled
+
     def features_by_core(self, image: torch.Tensor, taps: Sequence[str], low: bool = False):
         """For each tile, ``(tile, {tap: core activation})`` of the taps in the head, no gradient;
         with a split, the tail's taps come last as one ``(None, {tap: whole activation})``."""
@@ -210,17 +220,7 @@ class Tiler:
                 feats, x = self.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
                 yield t, {k: v[..., self.core(k, t)[0], self.core(k, t)[1]] for k, v in feats.items()}
                 if self.split:
-                    if assembled is None:
-                        lh, lw = self.layer_size(self.head_output, h, w)
-                        assembled = torch.empty(
-                            (x.shape[0], x.shape[1], lh, lw),
-                            dtype=x.dtype,
-                            device=x.device,
-                            memory_format=torch.channels_last,
-                        )
-                    rows, cols = self.full(self.head_output, t)
-                    r, c = self.core(self.head_output, t)
-                    assembled[..., rows, cols] = x[..., r, c]
+                    assembled = self.assemble(assembled, x, t, h, w)
             if self.split:
                 yield None, self.run_tail(assembled, low, taps - head_taps)
 
@@ -302,17 +302,7 @@ class TiledEvaluation:
                 diff = _wide(feats[obj.content_layer][..., rs, cs]) - obj.content_target[..., fr, fc]
                 content_sq += diff.double().pow(2).sum()
             if tiler.split:
-                if assembled is None:
-                    lh, lw = tiler.layer_size(tiler.head_output, h, w)
-                    assembled = torch.empty(
-                        (x.shape[0], x.shape[1], lh, lw),
-                        dtype=x.dtype,
-                        device=x.device,
-                        memory_format=torch.channels_last,
-                    )
-                rs, cs = tiler.core(tiler.head_output, t)
-                fr, fc = tiler.full(tiler.head_output, t)
-                assembled[..., fr, fc] = x[..., rs, cs]
+                assembled = tiler.assemble(assembled, x, t, h, w)
         zero = image.new_zeros(())
         values: list[torch.Tensor] = []
         tail_values: list[tuple[int, torch.Tensor]] = []  # (index in values, tensor with the tail's graph)
