@@ -9,6 +9,7 @@ the previous file (or none), never part of one, and never a stray temporary file
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from collections.abc import Callable
@@ -57,13 +58,9 @@ def remove_partials(path: str | os.PathLike) -> None:
     was killed mid-write (nothing can remove them then). One writer per path is assumed: a file
     being written at this moment by another process for the same path would be removed too."""
     out = Path(path)
-    for stale in out.parent.glob(f".{glob_escape(out.name)}.*.part"):
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.part"):
         with contextlib.suppress(OSError):
             stale.unlink()
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def writable_folder(folder: str | os.PathLike) -> str | None:
