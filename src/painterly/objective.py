@@ -470,7 +470,7 @@ class Problem:
         with torch.no_grad():
             objective = self.objective_at(ref, unit)
             content = resize_to(self.content, ref).to(self.device)
-            content_norm = float(objective.net(content)[s.content_layer].float().pow(2).mean())
+            content_norm = float(objective.content_target.float().pow(2).mean())  # the content's own features
             per_layer = objective.style_terms(content)
         return dataclasses.replace(
             given,
