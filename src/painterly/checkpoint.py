@@ -18,7 +18,7 @@ import torch
 
 from .config import Settings
 from .errors import InputError
-from .files import atomic_write, remove_partials, writable_folder
+from .files import atomic_write, remove, writable_folder
 from .plan import ScalePlan
 
 CHECKPOINT_VERSION = 2  # 2: loss reports with raw per-layer terms
@@ -57,10 +57,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def remove_checkpoint(path: str | Path) -> None:
-    """Remove a finished run's checkpoint, and any half-written one a killed process left beside it."""
-    Path(path).unlink(missing_ok=True)
-    remove_partials(path)
+# A finished run's checkpoint goes with any half-written one beside it (files.py: no torch needed).
+remove_checkpoint = remove
 
 
 # ------------------------------------------------------------------------- matching a run

@@ -173,7 +173,7 @@ class Settings:
         long must not ask for a run that never ends or a size no machine holds. The sizes the run
         will allocate are checked against a pixel limit by :meth:`check_pixels`.
         """
-        from .network import PRECISIONS, check_layers
+        from .layers import PRECISIONS, check_layers
 
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
             flag = "--" + name.replace("_", "-")
@@ -295,7 +295,7 @@ class Settings:
 
     def _network_min_side(self) -> int:
         """The smallest side the network takes for these (resolved) taps."""
-        from .network import min_side
+        from .layers import min_side
 
         return min_side(self.model_defaults().arch, (self.content_layer, *self.style_layers))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,18 +18,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
+from .layers import CONFIGS, PRECISIONS, check_layers, layer_names, min_side  # noqa: F401 -- re-exported
 
 if TYPE_CHECKING:
     from .config import Settings
-
-# Channels per convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman, configurations D and E).
-CONFIGS: dict[str, list[int | str]] = {
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [
-        64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-        512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
-    ],
-}  # fmt: skip
 
 # Above this many pixels a forward pass that needs a backward keeps only the taps and recomputes
 # the rest during the backward pass (activation checkpointing): ~25 % more arithmetic for half the
@@ -43,37 +35,6 @@ LOW_PRECISION_MIN_PIXELS = 64 * 64
 # torchvision's ImageNet normalisation, applied to RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def layer_names(arch: str) -> list[str]:
-    """Names of the modules of ``arch``'s feature stack, in order (index = torchvision index)."""
-    names: list[str] = []
-    block, conv = 1, 1
-    for item in CONFIGS[arch]:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 1
-        else:
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-            conv += 1
-    return names
-
-
-def check_layers(arch: str, layers: Iterable[str]) -> list[str]:
-    """Return ``layers`` as a list, raising a one-line error naming any unknown tap."""
-    valid = layer_names(arch)
-    layers = list(layers)
-    for name in layers:
-        if name not in valid:
-            raise InputError(f"unknown layer {name!r} for {arch}; valid layers: {', '.join(valid)}")
-    return layers
-
-
-def min_side(arch: str, taps: Iterable[str]) -> int:
-    """Smallest image side that leaves every one of ``taps`` at least one pixel: 2 per pool before it."""
-    names = layer_names(arch)
-    depth = max(names.index(t) for t in check_layers(arch, taps)) + 1
-    return 2 ** sum(1 for n in names[:depth] if n.startswith("pool"))
 
 
 def build_features(arch: str, depth: int | None = None) -> nn.Sequential:
@@ -204,9 +165,6 @@ class VGGFeatures(nn.Module):
 
 def _run(modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return modules(x)
-
-
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
