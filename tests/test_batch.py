@@ -68,6 +68,15 @@ def test_cross_product_mirrors_the_tree_and_equals_single_runs(tree):
     assert not [p for p in out.rglob(".*")] and not list(out.rglob("*.ckpt"))  # no temporary files left
 
 
+def test_painterly_batch_is_callable_and_stays_the_module(tree):
+    """The API the issue names, ``painterly.batch(...)``, with ``painterly.batch.plan`` still there."""
+    seen = []
+    report = painterly.batch([tree / "contents" / "a.png"], [tree / "styles"], tree / "out", Settings(**FAST),
+                             on_item=seen.append)  # fmt: skip
+    assert report["summary"]["done"] == 2 and [e["output"] for e in seen] == ["a_x.jpg", "a_y.jpg"]
+    assert painterly.batch.plan is plan and painterly.batch.batch is batch
+
+
 def test_manifest_rows_override_the_batch_settings(tree):
     (tree / "m.csv").write_text(
         "content,style,output,size,style_weight\n"

@@ -23,6 +23,7 @@ import json
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -419,3 +420,14 @@ def summary_line(report: dict[str, Any]) -> str:
     c = report["summary"]
     parts = [f"{c[s]} {s}" for s in ("done", "skipped", "failed", "interrupted", "pending") if c[s]]
     return f"{c['total']} items: {', '.join(parts) or 'none'}"
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``painterly.batch(...)`` is :func:`batch`, and ``painterly.batch.plan``,
+    ``.run`` and the rest stay this module's (a function of the same name would hide them)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return batch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
