@@ -143,10 +143,14 @@ def score(
     ``style`` = Σ_l w_l L_style^l, ``tv``, and ``style_layers``: L_style^l by layer), the
     ``weights`` as given (α, β, γ, w_l), the ``normalizers`` N (all 1 with ``normalize`` off) and
     the ``total`` optimised, α/N_c·content + β·Σ_l (w_l/N_l)·L_style^l + γ/N_tv·tv.
+
+    The style term is always the seed's Gram term (``style_loss`` is taken as "gram"), so scores of
+    runs with either style loss compare; the ``total`` is then the Gram objective's.
     """
     img = as_image(image, "image")
     img = img if size is None else resize(img, size)
-    s = dataclasses.replace(settings or Settings(), **overrides, size=max(img.shape[-2:]), scales=None).resolved()
+    s = dataclasses.replace(settings or Settings(), **overrides, size=max(img.shape[-2:]), scales=None)
+    s = dataclasses.replace(s, style_loss="gram").resolved()
     h, w = img.shape[-2:]
     plan_scales(dataclasses.replace(s, scales=(s.size,)), (h, w), what="the image")  # big enough for the network?
     problem = build_problem(resize_to(as_image(content, "content", s.max_pixels), (h, w)), styles, s, masks)

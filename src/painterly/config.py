@@ -70,6 +70,7 @@ CONTENT_PRESETS: dict[str, dict[str, str]] = {
 
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
+STYLE_LOSSES = ("gram", "wasserstein")
 
 
 @dataclass
@@ -122,6 +123,11 @@ class Settings:
     normalize: bool = field(
         default=True, metadata={"help": "scale each term by its size for this image pair (off: the seed's raw terms)"}
     )
+    style_loss: str = field(
+        default="gram",
+        metadata={"help": "gram (the seed's) or wasserstein (each style layer's mean and covariance, as "
+                  "crowsonkb's style-transfer-pytorch); score always reports the seed's Gram term"},
+    )  # fmt: skip
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -219,6 +225,10 @@ class Settings:
             raise InputError(
                 f"unknown --preserve-color {self.preserve_color!r}; choose one of: {', '.join(PRESERVE_COLOR)}"
             )
+        if self.style_loss not in STYLE_LOSSES:
+            raise InputError(f"unknown --style-loss {self.style_loss!r}; choose one of: {', '.join(STYLE_LOSSES)}")
+        if self.style_loss != "gram" and self.tile:
+            raise InputError(f"--style-loss {self.style_loss} is not evaluated in tiles; use --tile 0")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         arch = self.model_defaults().arch

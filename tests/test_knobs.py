@@ -1,0 +1,87 @@
+"""The candidate quality options of issue #12, each off by default: what each does, on tiny inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from painterly import stylize
+from painterly.api import score
+from painterly.config import Settings
+from painterly.errors import InputError
+from painterly.objective import GaussianTarget, feature_mean, gram_per_pixel, trace_sqrt, wasserstein_loss
+
+FAST = dict(weights="random", model="vgg16", size=40, iterations=6, coarse_iterations=4, start_size=28,
+            style_layers=("relu1_1", "relu2_1"), content_layer="relu2_1", device="cpu",
+            precision="float32")  # fmt: skip
+
+
+def _w2(f: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
+    return wasserstein_loss(feature_mean(f), gram_per_pixel(f), target)
+
+
+def _target(f: torch.Tensor) -> GaussianTarget:
+    return GaussianTarget.of(feature_mean(f), gram_per_pixel(f))
+
+
+# ---------------------------------------------------------------- 1. style_loss = "wasserstein"
+def test_w2_by_hand_in_one_dimension():
+    # One filter: W2² = (μ − μ_s)² + (σ − σ_s)².  f = [0, 2] (μ 1, σ 1); s = [1, 5] (μ 3, σ 2): 4 + 1 = 5
+    f = torch.tensor([[[[0.0, 2.0]]]], dtype=torch.float64)
+    s = torch.tensor([[[[1.0, 5.0]]]], dtype=torch.float64)
+    assert _w2(f, _target(s)).item() == pytest.approx(5.0, rel=1e-3)
+
+
+def test_w2_is_zero_for_identical_statistics_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(1, 6, 5, 5, generator=g)
+    other = torch.rand(1, 6, 5, 5, generator=g) * 2
+    far = _w2(other, _target(f)).item()
+    assert far > 0.1
+    assert abs(_w2(f, _target(f)).item()) < 1e-3 * far
+    # The same statistics in another arrangement (positions permuted) are a match too: W2 is of the statistics.
+    shuffled = f.flatten(2)[..., torch.randperm(25, generator=g)].reshape(f.shape)
+    assert abs(_w2(shuffled, _target(f)).item()) < 1e-3 * far
+
+
+def test_w2_gradient_is_the_numerical_one_in_float64():
+    g = torch.Generator().manual_seed(1)
+    target = _target(torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64))
+    x = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _w2(t, target).double(), (x,))
+    a = torch.rand(1, 4, 4, generator=g, dtype=torch.float64)
+    a = (a @ a.mT + torch.eye(4, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda m: trace_sqrt(m), (a,))
+    # Repeated eigenvalues (the identity): still finite, the spectral gradient ½ A^-½.
+    eye = torch.eye(3, dtype=torch.float64).unsqueeze(0).requires_grad_(True)
+    trace_sqrt(eye).backward()
+    assert torch.allclose(eye.grad, 0.5 * torch.eye(3, dtype=torch.float64))
+
+
+def test_wasserstein_run_optimises_its_own_term_and_score_stays_gram(tiny_pair):
+    content, style = tiny_pair
+    gram = stylize(content, style, Settings(**FAST))
+    w2 = stylize(content, style, Settings(**FAST, style_loss="wasserstein"))
+    assert not torch.equal(gram.image, w2.image)
+    # The normalised W2 term is 1 at the content (the start) and falls as the style is taken.
+    first = w2.history[0]["style:relu1_1"] / w2.weights["normalizers"]["style"]["relu1_1"]
+    last = w2.losses["style:relu1_1"] / w2.weights["normalizers"]["style"]["relu1_1"]
+    assert last < first
+    # score reports the seed's Gram term whatever the run optimised.
+    s = Settings(**FAST)
+    assert score(w2.image, content, style, s) == score(w2.image, content, style, s, style_loss="wasserstein")
+
+
+def test_wasserstein_with_two_styles_and_masks_runs(tiny_pair):
+    content, style = tiny_pair
+    mask = torch.zeros(1, 1, 40, 48)
+    mask[..., :, :24] = 1
+    out = stylize(content, [style, content], Settings(**FAST, style_loss="wasserstein"), masks=[mask, 1 - mask])
+    assert torch.isfinite(out.image).all() and out.evaluations == 6 + 4 * len(Settings(**FAST).scale_sizes()[:-1])
+
+
+def test_wasserstein_refuses_tiles_and_bad_names_in_one_line():
+    with pytest.raises(InputError, match="not evaluated in tiles"):
+        Settings(**FAST, style_loss="wasserstein", tile=64).resolved()
+    with pytest.raises(InputError, match="unknown --style-loss"):
+        Settings(**FAST, style_loss="mrf").resolved()
