@@ -85,3 +85,40 @@ def test_wasserstein_refuses_tiles_and_bad_names_in_one_line():
         Settings(**FAST, style_loss="wasserstein", tile=64).resolved()
     with pytest.raises(InputError, match="unknown --style-loss"):
         Settings(**FAST, style_loss="mrf").resolved()
+
+
+# ---------------------------------------------------------------- 2. iterate_average
+def test_iterate_average_returns_the_unbiased_average_of_the_last_scales_iterates(tiny_pair):
+    content, style = tiny_pair
+    d = 0.6
+    steps = []
+    out = stylize(content, style, Settings(**FAST, scales=(40,), iterate_average=d), callback=steps.append)
+    plain = stylize(content, style, Settings(**FAST, scales=(40,)))
+    assert torch.equal(steps[-1].image, plain.image)  # the iterates themselves are unchanged
+    images = [s.image for s in steps]
+    n = len(images)
+    expected = sum((1 - d) * d ** (n - 1 - i) * x for i, x in enumerate(images)) / (1 - d**n)
+    assert torch.allclose(out.image, expected, atol=1e-6)
+    assert not torch.equal(out.image, plain.image)
+
+
+def test_iterate_average_carries_each_scales_average_up(tiny_pair):
+    content, style = tiny_pair
+    starts = {}
+
+    def callback(step):
+        starts.setdefault(step.scale, step.image)
+
+    stylize(content, style, Settings(**FAST), callback=callback)
+    with_avg = {}
+    stylize(
+        content, style, Settings(**FAST, iterate_average=0.9), callback=lambda s: with_avg.setdefault(s.scale, s.image)
+    )
+    # The first scale starts from the content either way; the next from the average, not the last iterate.
+    assert torch.equal(with_avg[0], starts[0]) and not torch.equal(with_avg[1], starts[1])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_iterate_average_out_of_range_is_one_line(bad):
+    with pytest.raises(InputError, match="--iterate-average"):
+        Settings(**FAST, iterate_average=bad).resolved()

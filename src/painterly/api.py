@@ -117,7 +117,7 @@ def stylize(
             plans, objective, lambda size: _start(s, problem, start, size), device=problem.device,
             optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size, callback=emit, stop=stop,
             resume=resume, checkpoint_every=checkpoint_every,
-            on_checkpoint=None if on_checkpoint is None else save,
+            on_checkpoint=None if on_checkpoint is None else save, average=s.iterate_average,
         )  # fmt: skip
     image = color.with_chroma_of(out.image, content_full) if s.preserve_color == "luminance" else out.image
     final = ckpt.make_checkpoint(s, inputs, out.state()) if out.interrupted and out.params is not None else None

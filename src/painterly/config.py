@@ -128,6 +128,11 @@ class Settings:
         metadata={"help": "gram (the seed's) or wasserstein (each style layer's mean and covariance, as "
                   "crowsonkb's style-transfer-pytorch); score always reports the seed's Gram term"},
     )  # fmt: skip
+    iterate_average: float = field(
+        default=0.0,
+        metadata={"help": "decay of an exponential moving average of each scale's iterates, which becomes the "
+                  "scale's result (0: off, the last iterate; crowsonkb uses 0.99)"},
+    )  # fmt: skip
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -225,6 +230,8 @@ class Settings:
             raise InputError(
                 f"unknown --preserve-color {self.preserve_color!r}; choose one of: {', '.join(PRESERVE_COLOR)}"
             )
+        if not _finite(self.iterate_average) or not 0 <= self.iterate_average < 1:
+            raise InputError(f"--iterate-average must be a number >= 0 and < 1, got {self.iterate_average!r}")
         if self.style_loss not in STYLE_LOSSES:
             raise InputError(f"unknown --style-loss {self.style_loss!r}; choose one of: {', '.join(STYLE_LOSSES)}")
         if self.style_loss != "gram" and self.tile:
