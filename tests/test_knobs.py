@@ -122,3 +122,25 @@ def test_iterate_average_carries_each_scales_average_up(tiny_pair):
 def test_iterate_average_out_of_range_is_one_line(bad):
     with pytest.raises(InputError, match="--iterate-average"):
         Settings(**FAST, iterate_average=bad).resolved()
+
+
+# ---------------------------------------------------------------- 3. padding
+@pytest.mark.parametrize("padding", ["zeros", "replicate-first", "replicate"])
+def test_replicate_padding_sees_no_frame_around_a_flat_picture(padding):
+    from painterly.network import VGGFeatures, cached_weights
+
+    net = VGGFeatures("vgg16", ["relu1_1", "relu2_1"], cached_weights("vgg16", "random", 0), padding)
+    feats = net(torch.full((1, 3, 12, 12), 0.3))
+    spread = {k: float(v.amax((-2, -1)).sub(v.amin((-2, -1))).max()) for k, v in feats.items()}
+    # A flat picture's features are flat wherever a convolution replicates its edge, not where it pads zeros.
+    assert (spread["relu1_1"] < 1e-6) == (padding != "zeros")
+    assert (spread["relu2_1"] < 1e-6) == (padding == "replicate")
+
+
+def test_padding_changes_the_picture_and_refuses_unknown_names(tiny_pair):
+    content, style = tiny_pair
+    plain = stylize(content, style, Settings(**FAST))
+    padded = stylize(content, style, Settings(**FAST, padding="replicate-first"))
+    assert not torch.equal(plain.image, padded.image)
+    with pytest.raises(InputError, match="unknown --padding"):
+        Settings(**FAST, padding="reflect").resolved()

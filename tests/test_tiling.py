@@ -126,3 +126,15 @@ def test_progress_shows_the_time_left_from_work_left_and_the_measured_rate():
     lines = out.getvalue().splitlines()
     assert "about 18 s left" in lines[0] and "about 64 s left" in lines[1]
     assert duration(600) == "10 min" and duration(7500) == "2 h 05 min"
+
+
+@pytest.mark.parametrize("padding", ["replicate", "replicate-first"])
+def test_tiled_gradient_equals_untiled_with_replicate_padding(padding):
+    # Replicate padding reads the edge value, one pixel inside: the receptive field is the zero
+    # padding's, so the same halo keeps every core feature exact.
+    net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0), padding)
+    content, styles, masks, image = _images(44, 54)
+    whole_terms, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    terms, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(tiled, whole) < 1e-4
+    assert terms == pytest.approx(whole_terms, rel=1e-4)

@@ -71,6 +71,7 @@ CONTENT_PRESETS: dict[str, dict[str, str]] = {
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 STYLE_LOSSES = ("gram", "wasserstein")
+PADDINGS = ("zeros", "replicate", "replicate-first")  # the network's convolutions at the picture's edge
 
 
 @dataclass
@@ -132,6 +133,11 @@ class Settings:
         default=0.0,
         metadata={"help": "decay of an exponential moving average of each scale's iterates, which becomes the "
                   "scale's result (0: off, the last iterate; crowsonkb uses 0.99)"},
+    )  # fmt: skip
+    padding: str = field(
+        default="zeros",
+        metadata={"help": "the network's convolutions at the picture's edge: zeros (the seed's), replicate "
+                  "(every convolution) or replicate-first (conv1_1 only, as crowsonkb's)"},
     )  # fmt: skip
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
@@ -232,6 +238,8 @@ class Settings:
             )
         if not _finite(self.iterate_average) or not 0 <= self.iterate_average < 1:
             raise InputError(f"--iterate-average must be a number >= 0 and < 1, got {self.iterate_average!r}")
+        if self.padding not in PADDINGS:
+            raise InputError(f"unknown --padding {self.padding!r}; choose one of: {', '.join(PADDINGS)}")
         if self.style_loss not in STYLE_LOSSES:
             raise InputError(f"unknown --style-loss {self.style_loss!r}; choose one of: {', '.join(STYLE_LOSSES)}")
         if self.style_loss != "gram" and self.tile:

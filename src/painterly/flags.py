@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from .config import MODEL_DEFAULTS, OPTIMIZERS, PRESERVE_COLOR, STYLE_LOSSES, Settings
+from .config import MODEL_DEFAULTS, OPTIMIZERS, PADDINGS, PRESERVE_COLOR, STYLE_LOSSES, Settings
 from .errors import InputError
 
 CHOICES = {
@@ -23,6 +23,7 @@ CHOICES = {
     "preserve_color": PRESERVE_COLOR,
     "model": tuple(MODEL_DEFAULTS),
     "style_loss": STYLE_LOSSES,
+    "padding": PADDINGS,
 }
 
 
