@@ -144,3 +144,106 @@ def test_padding_changes_the_picture_and_refuses_unknown_names(tiny_pair):
     assert not torch.equal(plain.image, padded.image)
     with pytest.raises(InputError, match="unknown --padding"):
         Settings(**FAST, padding="reflect").resolved()
+
+
+# ---------------------------------------------------------------- 4. carry_detail
+def test_carry_detail_starts_each_finer_scale_with_the_contents_lost_detail(tiny_pair):
+    from painterly.image import as_image, resize, resize_to
+    from painterly.optimize import upsample
+
+    content, style = tiny_pair
+    s = Settings(**FAST, carry_detail=True)
+    steps = []
+    stylize(content, style, s, callback=steps.append)
+    coarse_out = [x.image for x in steps if x.scale == 0][-1]  # the coarse scale's result
+    start = next(x.image for x in steps if x.scale == 1)  # the first image evaluated at the next scale
+    size, small = tuple(start.shape[-2:]), tuple(coarse_out.shape[-2:])
+    c = resize(as_image(content, "content"), s.size)
+    expected = (upsample(coarse_out, size) + resize_to(c, size) - upsample(resize_to(c, small), size)).clamp(0, 1)
+    assert torch.allclose(start, expected, atol=1e-6)
+    plain_steps = []
+    stylize(content, style, Settings(**FAST), callback=plain_steps.append)
+    plain_start = next(x.image for x in plain_steps if x.scale == 1)
+    assert torch.allclose(plain_start, upsample(coarse_out, size), atol=1e-6)  # same coarse scale, no detail
+
+    def detail(x):  # what a blur takes away: sharper starts have more of it, as the content has
+        return (x - upsample(resize_to(x, small), size)).abs().mean()
+
+    assert detail(plain_start) < detail(start)
+
+
+# ---------------------------------------------------------------- 5. coarse_content_weight
+def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_pair):
+    content, style = tiny_pair
+    k = 4.0
+    out = stylize(content, style, Settings(**FAST, coarse_content_weight=k))
+    w = out.weights
+    last = len(Settings(**FAST).scale_sizes()) - 1
+
+    def total(h, alpha_factor):
+        norms = w["normalizers"]
+        style_part = sum(
+            w["beta"] * w["layer_weights"][n] / norms["style"][n] * h[f"style:{n}"] for n in norms["style"]
+        )
+        return (
+            alpha_factor * w["alpha"] / norms["content"] * h["content"]
+            + style_part
+            + w["gamma"] / norms["tv"] * h["tv"]
+        )
+
+    assert {h["scale"] for h in out.history} == set(range(last + 1)) and last >= 1
+    for h in out.history:
+        assert h["total"] == pytest.approx(total(h, k if h["scale"] < last else 1.0), rel=1e-5)
+    assert not torch.equal(out.image, stylize(content, style, Settings(**FAST)).image)
+    with pytest.raises(InputError, match="--coarse-content-weight"):
+        Settings(**FAST, coarse_content_weight=-1.0).resolved()
+
+
+# ---------------------------------------------------------------- all five: off by default, recorded, replayed
+KNOBS = dict(style_loss="wasserstein", iterate_average=0.5, padding="replicate-first", carry_detail=True,
+             coarse_content_weight=3.0)  # fmt: skip
+OFF = dict(style_loss="gram", iterate_average=0.0, padding="zeros", carry_detail=False, coarse_content_weight=1.0)
+
+
+def test_every_option_is_off_by_default_and_off_is_todays_picture(tiny_pair):
+    defaults = Settings()
+    assert {k: getattr(defaults, k) for k in OFF} == OFF
+    content, style = tiny_pair
+    assert torch.equal(
+        stylize(content, style, Settings(**FAST)).image, stylize(content, style, Settings(**FAST, **OFF)).image
+    )
+
+
+def test_the_options_round_trip_through_a_record_and_the_command_line(tmp_path, tiny_pair):
+    from painterly.cli import main
+    from painterly.image import load_image, read_metadata
+
+    s = Settings(**FAST, **KNOBS)
+    assert Settings.from_dict(s.to_dict()) == s
+    assert Settings.from_dict({k: str(v).lower() if isinstance(v, float) else v for k, v in KNOBS.items()}) == Settings(
+        **KNOBS
+    )
+    content, style = tiny_pair
+    flags = ["--style-loss", "wasserstein", "--iterate-average", "0.5", "--padding", "replicate-first",
+             "--carry-detail", "--coarse-content-weight", "3"]  # fmt: skip
+    fast = ["--weights", "random", "--model", "vgg16", "--size", "40", "--iterations", "6", "--coarse-iterations",
+            "4", "--start-size", "28", "--style-layers", "relu1_1,relu2_1", "--content-layer", "relu2_1",
+            "--quiet"]  # fmt: skip
+    first = tmp_path / "first.png"
+    assert main([content, style, "-o", str(first), *fast, *flags]) == 0
+    recorded = read_metadata(first)["settings"]
+    assert {k: recorded[k] for k in KNOBS} == KNOBS
+    again = tmp_path / "again.png"
+    assert main(["--config", str(first), "-o", str(again), "--quiet"]) == 0
+    assert torch.equal(load_image(again), load_image(first))
+
+
+@pytest.mark.parametrize("flag", ["--style-loss=mrf", "--padding=reflect", "--iterate-average=1",
+                                  "--coarse-content-weight=-2"])  # fmt: skip
+def test_a_bad_option_on_the_command_line_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
+    from painterly.cli import main
+
+    assert main([*tiny_pair, "-o", str(tmp_path / "out.png"), "--weights", "random", "--size", "32", flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()

@@ -139,6 +139,14 @@ class Settings:
         metadata={"help": "the network's convolutions at the picture's edge: zeros (the seed's), replicate "
                   "(every convolution) or replicate-first (conv1_1 only, as crowsonkb's)"},
     )  # fmt: skip
+    carry_detail: bool = field(
+        default=False,
+        metadata={"help": "at each upsampling add back the content's detail the coarser scale lost "
+                  "(content − up(down(content))), so a finer scale does not start blurry"},
+    )  # fmt: skip
+    coarse_content_weight: float = field(
+        default=1.0, metadata={"help": "α is multiplied by this at every scale but the final one"}
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -220,6 +228,7 @@ class Settings:
             "style_scale",
             "scale_step",
             "learning_rate",
+            "coarse_content_weight",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -376,6 +385,7 @@ LIMITS = {
     "tile": 32768,
     "style_scale": 100.0,
     "scale_step": 16.0,
+    "coarse_content_weight": 1e6,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -124,6 +124,7 @@ def run_scales(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_every: float = 0.0,
     average: float = 0.0,
+    detail: Callable[[tuple[int, int], tuple[int, int]], torch.Tensor] | None = None,
 ) -> LoopResult:
     """Optimise on ``device`` at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
 
@@ -137,6 +138,9 @@ def run_scales(
     and returned at the last, is the bias-corrected exponential moving average of the images it
     evaluated, ā_t = (Σ_i (1−d) d^(t−i) x_i) / (1 − d^t), rather than the last of them (crowsonkb keeps
     one, decay 0.99): it smooths the last steps' jitter. The average restarts at each scale.
+
+    With ``detail``, ``detail(coarse_size, size)`` is added to each upsampled result (then clamped to
+    [0, 1]): what the content loses between the two sizes, so the finer scale does not start blurry.
     """
     loop = _Loop(plans, device, optimizer, lr, history_size, callback, stop, on_checkpoint, checkpoint_every)
     loop.decay = average
@@ -146,7 +150,10 @@ def run_scales(
         if image is None:
             image = init(size)
         elif tuple(image.shape[-2:]) != size:
+            coarse = tuple(image.shape[-2:])
             image = upsample(image, size)
+            if detail is not None:
+                image = (image + detail(coarse, size).to(image.device)).clamp(0, 1)
         outcome = loop.run_scale(index, make_objective(index), image, opt_state)
         if outcome is not None:
             return outcome
