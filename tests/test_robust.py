@@ -250,3 +250,13 @@ def test_with_an_iterate_average_a_resumed_run_and_periodic_checkpoints_end_with
     save_checkpoint(taken[k - 2], tmp_path / "run.ckpt")
     again = painterly.stylize(*tiny_pair, resume=load_checkpoint(tmp_path / "run.ckpt"), **run)
     assert torch.equal(again.image, full.image)
+
+
+def test_a_checkpoint_from_before_the_quality_options_resumes_with_them_off(tiny_pair, uninterrupted):
+    stop, callback = stop_at(2)
+    state = painterly.stylize(*tiny_pair, callback=callback, stop=stop, **RUN).checkpoint()
+    for name in ("style_loss", "iterate_average", "padding", "carry_detail", "coarse_content_weight"):
+        del state["settings"][name]  # as written by a version without them
+    assert torch.equal(painterly.stylize(*tiny_pair, resume=state, **RUN).image, uninterrupted["lbfgs"].image)
+    with pytest.raises(InputError, match=r"other settings \(carry_detail\)"):
+        painterly.stylize(*tiny_pair, resume=state, **{**RUN, "carry_detail": True})
