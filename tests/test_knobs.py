@@ -80,9 +80,11 @@ def test_wasserstein_with_two_styles_and_masks_runs(tiny_pair):
     assert torch.isfinite(out.image).all() and out.evaluations == 6 + 4 * len(Settings(**FAST).scale_sizes()[:-1])
 
 
-def test_wasserstein_refuses_tiles_and_bad_names_in_one_line():
-    with pytest.raises(InputError, match="not evaluated in tiles"):
-        Settings(**FAST, style_loss="wasserstein", tile=64).resolved()
+def test_wasserstein_tiled_run_is_the_untiled_one_and_bad_names_are_one_line(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**{**FAST, "iterations": 3, "coarse_iterations": 0}, style_loss="wasserstein")
+    whole, tiled = stylize(content, style, s, tile=0), stylize(content, style, s, tile=16)
+    assert torch.allclose(whole.image, tiled.image, atol=1e-3)
     with pytest.raises(InputError, match="unknown --style-loss"):
         Settings(**FAST, style_loss="mrf").resolved()
 

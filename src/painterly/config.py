@@ -251,8 +251,6 @@ class Settings:
             raise InputError(f"unknown --padding {self.padding!r}; choose one of: {', '.join(PADDINGS)}")
         if self.style_loss not in STYLE_LOSSES:
             raise InputError(f"unknown --style-loss {self.style_loss!r}; choose one of: {', '.join(STYLE_LOSSES)}")
-        if self.style_loss != "gram" and self.tile:
-            raise InputError(f"--style-loss {self.style_loss} is not evaluated in tiles; use --tile 0")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         arch = self.model_defaults().arch

@@ -335,10 +335,8 @@ class Objective:
         style_loss: str = "gram",
     ) -> None:
         self.net = net
-        # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians (not tiled).
+        # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians.
         self.style_loss = style_loss
-        if tile and style_loss != "gram":
-            raise InputError(f"--style-loss {style_loss} is not evaluated in tiles; use --tile 0")
         # With ``tile`` (pixels), the network runs tile by tile, exactly (painterly.tiling): targets too.
         self.tiler = None
         if tile:
@@ -407,12 +405,32 @@ class Objective:
         return out
 
     def _means(self, image: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """μ of ``image``'s features at every style tap, under ``mask`` (image-space) if given (not tiled)."""
-        feats = self.net(image)
-        return {
-            layer: feature_mean(feats[layer], None if mask is None else resize_mask(mask, feats[layer].shape[-2:]))
-            for layer in self.style_layers
-        }
+        """μ of ``image``'s features at every style tap, under ``mask`` (image-space) if given."""
+        if self.tiler is None:
+            feats = self.net(image)
+            return {
+                layer: feature_mean(feats[layer], None if mask is None else resize_mask(mask, feats[layer].shape[-2:]))
+                for layer in self.style_layers
+            }
+        sums: dict[str, torch.Tensor] = {}
+        out: dict[str, torch.Tensor] = {}
+        masks = {}
+        for layer in self.style_layers:
+            masks[layer] = None if mask is None else resize_mask(mask, self.tiler.layer_size(layer, *image.shape[-2:]))
+        for t, feats in self.tiler.features_by_core(image, self.style_layers):
+            for layer, f in feats.items():
+                m = masks[layer]
+                if t is None:
+                    out[layer] = feature_mean(f, None if m is None else resize_mask(m, f.shape[-2:]))
+                    continue
+                rows, cols = self.tiler.full(layer, t)
+                f = f.float() if m is None else f.float() * m[..., rows, cols] ** 2
+                sums[layer] = f.sum((2, 3)) if layer not in sums else sums[layer] + f.sum((2, 3))
+        for layer, mu in sums.items():
+            m = masks[layer]
+            at = self.tiler.layer_size(layer, *image.shape[-2:])
+            out[layer] = mu / (at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8))
+        return out
 
     def _style_targets(self, styles, blend_weights, style_masks, output_masks) -> list[list[StyleTarget]]:
         """Per style tap, a list of targets: one for an unguided blend, one per region when guided."""
@@ -559,7 +577,7 @@ class Problem:
             self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
-            tile=choose_tile(s.tile, size, self.device) if s.style_loss == "gram" else None,
+            tile=choose_tile(s.tile, size, self.device),
             style_loss=s.style_loss,
         )  # fmt: skip
 
