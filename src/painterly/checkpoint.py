@@ -88,7 +88,9 @@ def check_settings(checkpoint: dict[str, Any], s: Settings) -> None:
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise InputError("the checkpoint was written by another version of painterly")
     saved, now = checkpoint["settings"], resume_key(s)
-    diff = [k for k in now if saved.get(k) != now[k]]
+    # A setting added since the checkpoint was written ran at its default then (new options are off).
+    defaults = Settings().to_dict()
+    diff = [k for k in now if saved.get(k, defaults.get(k)) != now[k]]
     if diff:
         raise InputError(f"the checkpoint was made with other settings ({', '.join(diff)}); resume with the same ones")
 
