@@ -68,7 +68,8 @@ class FakeRunner:
             image = torch.full((1, 3, 12, 16), 0.5)
             for i in range(1, self.steps + 1):
                 losses = {"content": 1.0 / i, "style": 2.0 / i, "tv": 0.1, "total": 3.0 / i}
-                on_step(SimpleNamespace(iteration=i, total=self.steps, scale=0, scales=1, size=(12, 16),
+                on_step(SimpleNamespace(iteration=i, total=self.steps, work_left=self.steps - i,
+                                        scale=0, scales=1, size=(12, 16),
                                         losses=losses, elapsed=0.01 * i, image=image))  # fmt: skip
             while self.hold and not self.release.is_set():
                 if stop.wait(0.01):

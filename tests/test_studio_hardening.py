@@ -185,7 +185,8 @@ def test_non_finite_losses_reach_the_page_as_null(tmp_path):
         image = torch.full((1, 3, 12, 16), 0.5)
         for i, value in enumerate([float("inf"), float("nan"), 1.0], 1):
             losses = {"content": value, "style": value, "tv": 0.0, "total": value}
-            on_step(SimpleNamespace(iteration=i, total=3, scale=0, scales=1, size=(12, 16), losses=losses,
+            on_step(SimpleNamespace(iteration=i, total=3, work_left=3 - i, scale=0, scales=1,
+                                    size=(12, 16), losses=losses,
                                     elapsed=0.01 * i, image=image))  # fmt: skip
         return Outcome(image, {"total": float("inf")}, float("nan"), False)
 
@@ -386,7 +387,8 @@ class CheckpointingRunner:
             if stop.is_set() or (self.stop_after is not None and i > self.stop_after and stop.wait(10)):
                 state = {"position": {"iteration": i - 1}, "params": torch.zeros(1)}
                 return Outcome(image, {}, 0.1, True, checkpoint=state)
-            on_step(SimpleNamespace(iteration=i, total=self.steps, scale=0, scales=1, size=(12, 16),
+            on_step(SimpleNamespace(iteration=i, total=self.steps, work_left=self.steps - i,
+                                        scale=0, scales=1, size=(12, 16),
                                     losses={"total": 1.0 / i}, elapsed=0.01 * i, image=image))  # fmt: skip
             on_checkpoint({"position": {"iteration": i}, "params": torch.zeros(1)})
         return Outcome(image, {"total": 1.0}, 0.1, False)

@@ -207,13 +207,22 @@ def test_a_job_that_keeps_killing_its_server_is_given_up(tmp_path):
     store.close()
 
 
-def test_time_left_is_the_steps_work_left_at_the_measured_rate():
+def test_time_left_is_the_steps_work_left_at_the_rate_measured_at_this_scale():
+    """The one estimate the progress line and the studio's jobs share (progress.TimeLeft)."""
     from types import SimpleNamespace
 
-    from painterly.studio.engine import time_left
+    from painterly.progress import TimeLeft
 
-    assert time_left(SimpleNamespace(work_left=290.0, iteration=100, total=210), 2.0) == 580.0
-    assert time_left(SimpleNamespace(iteration=10, total=40), 0.5) == 15  # a step of another engine: the plain rate
+    def step(i, scale, elapsed, left):
+        return SimpleNamespace(iteration=i, scale=scale, elapsed=elapsed, work_left=left)
+
+    left = TimeLeft()
+    assert left(step(1, 0, 2.0, 10)) == 20.0  # 2 s for the first evaluation
+    assert left(step(2, 0, 4.0, 9)) == 18.0
+    assert left(step(3, 1, 10.0, 4)) == 24.0  # a new scale: timed from the previous one's last evaluation
+    resumed = TimeLeft()
+    assert resumed(step(5, 0, 30.0, 10)) is None  # a resumed run: nothing timed yet, the page shows nothing
+    assert resumed(step(6, 0, 31.0, 9)) == 9.0
 
 
 def read_events(response, until):

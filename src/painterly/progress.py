@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .optimize import Step
+if TYPE_CHECKING:  # annotations only: the studio imports this module without torch
+    from .optimize import Step
 
 
 class ProgressBar:
@@ -23,7 +24,7 @@ class ProgressBar:
         self.interactive: bool | None = None
         self.last_line: float | None = None
         self.last_scale = -1
-        self.rate = _Rate()
+        self.rate = TimeLeft()
 
     def __call__(self, step: Step) -> None:
         if self.disable:
@@ -73,9 +74,11 @@ class ProgressBar:
             self.bar.close()
 
 
-class _Rate:
+class TimeLeft:
     """Seconds per evaluation measured at the current scale, and so the time left: the step's
-    ``work_left`` (evaluations to come, each counted at this scale's cost) times that rate."""
+    ``work_left`` (evaluations to come, each counted at this scale's cost) times that rate. One per
+    run, called with each step; ``None`` until an evaluation has been timed. The progress line and
+    the studio's jobs both use it."""
 
     def __init__(self) -> None:
         self.scale, self.since, self.first, self.last = -1, 0.0, 0, None

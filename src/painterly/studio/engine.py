@@ -122,12 +122,6 @@ def settings_from_record(record: dict[str, Any]) -> Settings:
     return Settings.from_dict(record, ignore_unknown=True)
 
 
-def time_left(step: Any, seconds_per_evaluation: float) -> float:
-    """Seconds the run still needs, from the rate measured at the current scale: the step says how
-    much work is left in evaluations at this scale's cost (the scale plan, :mod:`painterly.plan`)."""
-    return max(0.0, seconds_per_evaluation * float(getattr(step, "work_left", step.total - step.iteration)))
-
-
 def run_engine(
     content: Path,
     styles: list[Path],

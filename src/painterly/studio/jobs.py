@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PainterlyError
+from ..progress import TimeLeft
 from . import engine
 from .events import Broker
 from .store import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, UNREADABLE, Store
@@ -40,8 +41,7 @@ class Live:
     preview: bytes | None = None
     preview_version: int = 0
     sent_points: int = 0
-    last_step: tuple[int, float] = (0, 0.0)  # (iteration, elapsed)
-    scale_start: tuple[int, int, float] = (-1, 0, 0.0)  # (scale, iteration, elapsed) just before it began
+    time_left: TimeLeft = field(default_factory=TimeLeft)  # the CLI's estimate, from the same steps
     last_event: float = 0.0
     last_preview: float = 0.0
     cancelled: bool = False
@@ -274,12 +274,7 @@ class JobQueue:
             [step.iteration, losses.get("total", 0.0), losses.get("content", 0.0), losses.get("style", 0.0),
              losses.get("tv", 0.0), step.scale]
         )  # fmt: skip
-        # The rate since this scale began (from the previous scale's last step) predicts best.
-        if live.scale_start[0] != step.scale:
-            live.scale_start = (step.scale, *live.last_step)
-        live.last_step = (step.iteration, step.elapsed)
-        _, first, began = live.scale_start
-        left = engine.time_left(step, (step.elapsed - began) / max(step.iteration - first, 1))
+        left = live.time_left(step)  # None until an evaluation has been timed: the page says nothing
         live.progress = {
             "iteration": step.iteration,
             "total": step.total,

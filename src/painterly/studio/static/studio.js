@@ -96,7 +96,7 @@ function statusLine(job) {
     case "queued": return job.position ? `Waiting — number ${job.position} in the queue` : "Waiting";
     case "running":
       if (!p || !p.total) return "Starting…";
-      return `Iteration ${p.iteration} / ${p.total}` + (p.scales > 1 ? ` · scale ${p.scale + 1} of ${p.scales}` : "") + ` · ${fmtTime(p.eta)} left`;
+      return `Iteration ${p.iteration} / ${p.total}` + (p.scales > 1 ? ` · scale ${p.scale + 1} of ${p.scales}` : "") + (p.eta == null ? "" : ` · ${fmtTime(p.eta)} left`);
     case "done": return `Done in ${fmtTime(job.seconds)} · loss ${fmtNumber(job.losses && job.losses.total)}`;
     case "cancelled": return "Cancelled" + (job.has_result ? " — the last image was kept" : "");
     case "interrupted": if (job.has_result) return `Stopped early: ${job.error || "interrupted"} — the last image was kept`;
