@@ -124,6 +124,9 @@ CANDIDATES: dict[str, dict] = {
     "layers_flat": {"style_layer_weights": (1.0, 1.0, 1.0, 1.0, 1.0)},
     "layers_deep": {"style_layer_weights": (0.25, 0.5, 1.0, 1.0, 1.0)},
     "content_gatys": {"content_layer": "gatys"},
+    # α at every scale: in a look at the coarse scales only (--scales) this is a coarse content weight.
+    "alpha5": {"content_weight": 5.0},
+    "alpha20": {"content_weight": 20.0},
 }
 
 
@@ -138,28 +141,43 @@ def settings_for(candidate: str, size: int) -> Settings:
     return Settings(model="vgg16-hed", size=size, **overrides)
 
 
-def work_of(result: painterly.Result) -> float:
-    """Evaluations weighted by their pixels, in evaluations at the final scale."""
-    final = result.image.shape[-2] * result.image.shape[-1]
+# Settings added after paintings were cached, at the value that changes nothing: left out of the
+# cache key, so adding an option keeps every cached painting that does not use it.
+NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
+           "coarse_content_weight": 1.0, "strength": None}  # fmt: skip
+
+
+def settings_key(s: Settings) -> dict:
+    return {k: v for k, v in s.to_dict().items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+
+
+def work_of(result: painterly.Result, scales: int = 0) -> float:
+    """Evaluations weighted by their pixels, in evaluations at the output's size (the first ``scales``
+    scales only, if given)."""
+    plans = plan_scales(result.settings, tuple(result.image.shape[-2:]))
+    final = plans[-1].size[0] * plans[-1].size[1]
     counts: dict[int, int] = {}
     for h in result.history:
-        counts[int(h["scale"])] = counts.get(int(h["scale"]), 0) + 1
-    plans = plan_scales(result.settings, tuple(result.image.shape[-2:]))
+        if not scales or int(h["scale"]) < scales:
+            counts[int(h["scale"])] = counts.get(int(h["scale"]), 0) + 1
     return sum(n * plans[i].size[0] * plans[i].size[1] / final for i, n in counts.items())
 
 
-def paint(pair: str, candidate: str, size: int, budget: float | None = None) -> dict:
+def paint(pair: str, candidate: str, size: int, budget: float | None = None, scales: int = 0) -> dict:
     """Paint (or read from the cache) one pair with one candidate; the record and the image path.
 
     The plain recipe runs until its optimisation time reaches ``budget`` seconds (the default's for
-    this pair), then stops: equal time."""
+    this pair), then stops: equal time. With ``scales`` the run stops after that many scales (a
+    look at what the coarse scales made, at a fraction of the cost) and that scale's image is judged."""
     content, style, _ = PAIRS[pair]
     s = settings_for(candidate, size)
-    spec = {"version": VERSION, "content": content.key(), "style": style.key(), "settings": s.to_dict()}
+    spec = {"version": VERSION, "content": content.key(), "style": style.key(), "settings": settings_key(s)}
     if candidate == PLAIN:
         spec["settings"]["iterations"] = "until the default's seconds"
+    if scales:
+        spec["scales"] = scales
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    folder = CACHE / "paint" / pair / f"{candidate}-{size}-{digest}"
+    folder = CACHE / "paint" / pair / f"{candidate}-{size}{f'-s{scales}' if scales else ''}-{digest}"
     record_path = folder / "record.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
@@ -171,8 +189,10 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None) -> 
     last: dict[int, torch.Tensor] = {}
 
     def callback(step: painterly.Step) -> None:
+        if step.scale not in last:
+            say(f"  scale {step.scale + 1}/{step.scales} ({step.size[1]}x{step.size[0]}) at {step.elapsed:.0f} s")
         last[step.scale] = step.image
-        if budget is not None and step.elapsed >= budget:
+        if (budget is not None and step.elapsed >= budget) or (scales and step.scale >= scales):
             stop.set()
 
     say(f"painting {pair} with {candidate} at {size} px")
@@ -180,14 +200,14 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None) -> 
         result = painterly.stylize(content.load(), style.load(), s, callback=callback, stop=stop)
     for i, image in sorted(last.items()):
         save_image(image, folder / f"scale{i}.png")
-    save_image(result.image, folder / "out.png")
+    save_image(last[scales - 1] if scales else result.image, folder / "out.png")
     record = {
         "pair": pair,
         "candidate": candidate,
         "size": size,
         "seconds": result.seconds,
         "evaluations": result.evaluations,
-        "work": work_of(result),
+        "work": work_of(result, scales),
         "image": str(folder / "out.png"),
         "spec": spec,
     }
@@ -272,11 +292,12 @@ def write_doc(lines: list[str]) -> None:
     atomic_write(DOC, head + START + "\n" + "\n".join(lines) + "\n" + END + tail)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", default="", help=f"comma-separated subset of: {', '.join(PAIRS)}")
     p.add_argument("--candidates", default="", help=f"comma-separated subset of: {', '.join(CANDIDATES)}")
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--scales", type=int, default=0, help="stop after this many scales (a look at the coarse ones)")
     p.add_argument("--write", action="store_true", help="rewrite docs/quality.md's table and docs/img/quality/")
     args = p.parse_args(argv)
     pairs = [x for x in args.pairs.split(",") if x] or list(PAIRS)
@@ -293,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             if candidate not in candidates and not (candidate == "default" and PLAIN in candidates):
                 continue
             budget = done["default"]["seconds"] if candidate == PLAIN else None
-            done[candidate] = paint(pair, candidate, args.size, budget)
+            done[candidate] = paint(pair, candidate, args.size, budget, args.scales)
         records += [done[c] for c in candidates if c in done]
         shown = [done[c] for c in candidates if c in done]
-        folder = GRIDS if args.write and PAIRS[pair][0].file not in NOT_SHIPPABLE else CACHE / "grids"
-        grid(pair, shown, 180, folder)
+        shipped = args.write and not args.scales and PAIRS[pair][0].file not in NOT_SHIPPABLE
+        grid(pair, shown, 180, GRIDS if shipped else CACHE / f"grids-{args.size}-s{args.scales}")
     lines = [*summary(records), "", *table(records)]
     print("\n".join(lines))
     if args.write:
