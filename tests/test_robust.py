@@ -232,3 +232,31 @@ def test_a_write_killed_midway_leaves_nothing_once_the_path_is_written_or_remove
     (tmp_path / ".run.ckpt.ba9876543210.part").write_bytes(b"again")
     remove_checkpoint(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.png.0123456789ab.part"]
+
+
+@pytest.mark.parametrize("optimizer, k", [("lbfgs", 2), ("lbfgs", 4), ("lbfgs", 7), ("adam", 5)])
+def test_with_an_iterate_average_a_resumed_run_and_periodic_checkpoints_end_with_the_uninterrupted_pixels(
+    tmp_path, tiny_pair, optimizer, k
+):
+    run = {**RUN, "iterate_average": 0.7, "optimizer": optimizer}
+    taken = []
+    full = painterly.stylize(*tiny_pair, checkpoint_every=0, on_checkpoint=taken.append, **run)
+    assert all(("average" in c) for c in taken)  # every checkpoint is mid-scale: each carries its average
+    stop, callback = stop_at(k)
+    part = painterly.stylize(*tiny_pair, callback=callback, stop=stop, **run)
+    save_checkpoint(part.checkpoint(), tmp_path / "run.ckpt")
+    rest = painterly.stylize(*tiny_pair, resume=load_checkpoint(tmp_path / "run.ckpt"), **run)
+    assert rest.evaluations == 10 and torch.equal(rest.image, full.image)
+    save_checkpoint(taken[k - 2], tmp_path / "run.ckpt")
+    again = painterly.stylize(*tiny_pair, resume=load_checkpoint(tmp_path / "run.ckpt"), **run)
+    assert torch.equal(again.image, full.image)
+
+
+def test_a_checkpoint_from_before_the_quality_options_resumes_with_them_off(tiny_pair, uninterrupted):
+    stop, callback = stop_at(2)
+    state = painterly.stylize(*tiny_pair, callback=callback, stop=stop, **RUN).checkpoint()
+    for name in ("style_loss", "iterate_average", "padding", "carry_detail", "coarse_content_weight"):
+        del state["settings"][name]  # as written by a version without them
+    assert torch.equal(painterly.stylize(*tiny_pair, resume=state, **RUN).image, uninterrupted["lbfgs"].image)
+    with pytest.raises(InputError, match=r"other settings \(carry_detail\)"):
+        painterly.stylize(*tiny_pair, resume=state, **{**RUN, "carry_detail": True})

@@ -126,3 +126,27 @@ def test_progress_shows_the_time_left_from_work_left_and_the_measured_rate():
     lines = out.getvalue().splitlines()
     assert "about 18 s left" in lines[0] and "about 64 s left" in lines[1]
     assert duration(600) == "10 min" and duration(7500) == "2 h 05 min"
+
+
+def test_tiled_gradient_equals_untiled_with_replicate_padding():
+    # Replicate padding reads the edge value, one pixel inside: the receptive field is the zero
+    # padding's, so the same halo keeps every core feature exact (here every convolution replicates;
+    # replicate-first is the same at conv1_1 alone).
+    net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0), "replicate")
+    content, styles, masks, image = _images(44, 54)
+    whole_terms, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    terms, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(tiled, whole) < 1e-4
+    assert terms == pytest.approx(whole_terms, rel=1e-4)
+
+
+def test_tiled_gradient_equals_untiled_with_the_wasserstein_style_loss():
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    for guide in (None, masks):
+        whole_terms, whole = _gradient(net, content, styles, guide, image, SHALLOW, "relu2_2", None,
+                                       style_loss="wasserstein")  # fmt: skip
+        terms, tiled = _gradient(net, content, styles, guide, image, SHALLOW, "relu2_2", 16, style_loss="wasserstein")
+        assert _rel(tiled, whole) < 1e-4
+        # W2 is a difference of traces: float32 sums in another order move it by ~1e-7 absolute.
+        assert terms == pytest.approx(whole_terms, rel=1e-4, abs=1e-6)

@@ -22,9 +22,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["PainterlyError", "Result", "Settings", "Step", "load_image", "save_image", "score", "stylize"]
+__all__ = ["PainterlyError", "Result", "Settings", "Step", "batch", "load_image", "save_image", "score", "stylize"]
 
 _HOMES = {
+    "batch": "batch",  # the module itself, callable: painterly.batch(...) runs painterly.batch.batch
     "Result": "api",
     "score": "api",
     "stylize": "api",
@@ -36,6 +37,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
+    from . import batch
     from .api import Result, score, stylize
     from .config import Settings
     from .errors import PainterlyError
@@ -49,7 +51,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'painterly' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    module = importlib.import_module(f".{_HOMES[name]}", __name__)
+    value = module if name == "batch" else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -27,7 +27,7 @@ from .errors import InputError
 from .image import DEFAULT_MAX_PIXELS, ImageLike, as_image, as_mask, resize, resize_to
 from .network import build_network, resolve_precision
 from .objective import Problem
-from .optimize import Step, Terms, run_scales
+from .optimize import Step, Terms, run_scales, upsample
 from .plan import plan_scales
 
 
@@ -101,7 +101,14 @@ def stylize(
 
     def objective(index: int) -> Terms:
         working_on[0] = plans[index].size
-        return _with_extra(problem.objective_at(plans[index].size), extra_terms)
+        weights = None
+        if index < len(plans) - 1 and s.coarse_content_weight != 1:  # α × this at the coarser scales
+            weights = dataclasses.replace(problem.weights, alpha=problem.weights.alpha * s.coarse_content_weight)
+        return _with_extra(problem.objective_at(plans[index].size, weights), extra_terms)
+
+    def detail(coarse: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        """The content's high frequencies a scale of size ``coarse`` could not hold: content − up(down(content))."""
+        return resize_to(problem.content, size) - upsample(resize_to(problem.content, coarse), size)
 
     emit = callback
     if callback is not None and s.preserve_color == "luminance":
@@ -117,7 +124,8 @@ def stylize(
             plans, objective, lambda size: _start(s, problem, start, size), device=problem.device,
             optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size, callback=emit, stop=stop,
             resume=resume, checkpoint_every=checkpoint_every,
-            on_checkpoint=None if on_checkpoint is None else save,
+            on_checkpoint=None if on_checkpoint is None else save, average=s.iterate_average,
+            detail=detail if s.carry_detail else None,
         )  # fmt: skip
     image = color.with_chroma_of(out.image, content_full) if s.preserve_color == "luminance" else out.image
     final = ckpt.make_checkpoint(s, inputs, out.state()) if out.interrupted and out.params is not None else None
@@ -143,10 +151,14 @@ def score(
     ``style`` = Σ_l w_l L_style^l, ``tv``, and ``style_layers``: L_style^l by layer), the
     ``weights`` as given (α, β, γ, w_l), the ``normalizers`` N (all 1 with ``normalize`` off) and
     the ``total`` optimised, α/N_c·content + β·Σ_l (w_l/N_l)·L_style^l + γ/N_tv·tv.
+
+    The style term is always the seed's Gram term (``style_loss`` is taken as "gram"), so scores of
+    runs with either style loss compare; the ``total`` is then the Gram objective's.
     """
     img = as_image(image, "image")
     img = img if size is None else resize(img, size)
-    s = dataclasses.replace(settings or Settings(), **overrides, size=max(img.shape[-2:]), scales=None).resolved()
+    s = dataclasses.replace(settings or Settings(), **overrides, size=max(img.shape[-2:]), scales=None)
+    s = dataclasses.replace(s, style_loss="gram").resolved()
     h, w = img.shape[-2:]
     plan_scales(dataclasses.replace(s, scales=(s.size,)), (h, w), what="the image")  # big enough for the network?
     problem = build_problem(resize_to(as_image(content, "content", s.max_pixels), (h, w)), styles, s, masks)

@@ -23,6 +23,7 @@ import json
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,7 @@ from . import batch_plan
 from .batch_plan import DEFAULT_NAME, PAIRINGS, Item
 from .config import Settings
 from .errors import InputError, PainterlyError
-from .files import atomic_write, writable_folder
+from .files import atomic_write, remove, writable_folder
 from .signals import StopOnSignal
 
 REPORT_VERSION = 1
@@ -212,20 +213,18 @@ def _settle(item: Item, outcome: dict[str, Any], book: Report) -> dict[str, Any]
     entry["status"] = "failed" if entry["error"] else "done"
     entry["finished"] = _now()
     book.write()
-    from .checkpoint import remove_checkpoint
-
-    remove_checkpoint(checkpoint_path(item))  # with any half-written one a killed batch left
+    remove(checkpoint_path(item))  # with any half-written one a killed batch left
     return entry
 
 
 def _write_output(item: Item, image: Any) -> None:
     """The one place a batch writes an output: an image tensor (local) or its encoded bytes (Ray)."""
-    from .image import save_image
-
     item.output.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(image, bytes):
         atomic_write(item.output, image)
     else:
+        from .image import save_image
+
         save_image(image, item.output)
 
 
@@ -393,14 +392,18 @@ def main(argv: Sequence[str]) -> int:
         raise InputError("give at least one --style (a file, folder or glob), or --manifest FILE")
     items = plan(args.contents, args.styles, args.output_dir, manifest=args.manifest, pair=args.pair,
                  pair_seed=args.pair_seed, name=args.name)  # fmt: skip
-    from .device import reuse_freed_memory
-    from .threads import configure_threads
+    memory: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if args.engine == "local" and args.ray_address is None:  # this process paints: as for one picture
+        from .device import reuse_freed_memory
+        from .threads import configure_threads
 
-    if args.engine == "local" and args.ray_address is None:  # this process paints: the thread policy (#17)
-        args.threads = configure_threads(args.threads).threads
+        args.threads = configure_threads(args.threads).threads  # the thread policy (#17)
+        memory = reuse_freed_memory()
+    # With Ray the driver only reads inputs and writes outputs: it never imports torch (2 s it would
+    # add to Ray's own start; tests/test_batch.py checks it).
     say = functools.partial(print, file=sys.stderr)
     signals = StopOnSignal(say, "stopping after this evaluation, keeping the item's checkpoint", "painterly batch")
-    with signals, reuse_freed_memory():  # this process is the command's: as for one picture
+    with signals, memory:
         report = run(items, args.output_dir, settings_from(args), engine=args.engine, ray_address=args.ray_address,
                      ray_cpus=args.ray_cpus, threads=args.threads, retry_failed=args.retry_failed,
                      checkpoint_every=args.checkpoint_every, report=args.report, stop=signals.stop,
@@ -417,3 +420,14 @@ def summary_line(report: dict[str, Any]) -> str:
     c = report["summary"]
     parts = [f"{c[s]} {s}" for s in ("done", "skipped", "failed", "interrupted", "pending") if c[s]]
     return f"{c['total']} items: {', '.join(parts) or 'none'}"
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``painterly.batch(...)`` is :func:`batch`, and ``painterly.batch.plan``,
+    ``.run`` and the rest stay this module's (a function of the same name would hide them)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return batch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import Settings
 from .errors import InputError
-from .image import OUTPUT_EXTENSIONS
+from .files import OUTPUT_EXTENSIONS
 
 PAIRINGS = ("cross", "one-to-one", "random")
 DEFAULT_NAME = "{content}_{style}.jpg"

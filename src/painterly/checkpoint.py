@@ -18,7 +18,7 @@ import torch
 
 from .config import Settings
 from .errors import InputError
-from .files import atomic_write, remove_partials, writable_folder
+from .files import atomic_write, remove, writable_folder
 from .plan import ScalePlan
 
 CHECKPOINT_VERSION = 2  # 2: loss reports with raw per-layer terms
@@ -57,10 +57,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def remove_checkpoint(path: str | Path) -> None:
-    """Remove a finished run's checkpoint, and any half-written one a killed process left beside it."""
-    Path(path).unlink(missing_ok=True)
-    remove_partials(path)
+# A finished run's checkpoint goes with any half-written one beside it (files.py: no torch needed).
+remove_checkpoint = remove
 
 
 # ------------------------------------------------------------------------- matching a run
@@ -90,7 +88,9 @@ def check_settings(checkpoint: dict[str, Any], s: Settings) -> None:
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise InputError("the checkpoint was written by another version of painterly")
     saved, now = checkpoint["settings"], resume_key(s)
-    diff = [k for k in now if saved.get(k) != now[k]]
+    # A setting added since the checkpoint was written ran at its default then (new options are off).
+    defaults = Settings().to_dict()
+    diff = [k for k in now if saved.get(k, defaults.get(k)) != now[k]]
     if diff:
         raise InputError(f"the checkpoint was made with other settings ({', '.join(diff)}); resume with the same ones")
 

@@ -70,6 +70,8 @@ CONTENT_PRESETS: dict[str, dict[str, str]] = {
 
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
+STYLE_LOSSES = ("gram", "wasserstein")
+PADDINGS = ("zeros", "replicate", "replicate-first")  # the network's convolutions at the picture's edge
 
 
 @dataclass
@@ -122,6 +124,29 @@ class Settings:
     normalize: bool = field(
         default=True, metadata={"help": "scale each term by its size for this image pair (off: the seed's raw terms)"}
     )
+    style_loss: str = field(
+        default="gram",
+        metadata={"help": "gram (the seed's) or wasserstein (each style layer's mean and covariance, as "
+                  "crowsonkb's style-transfer-pytorch); score always reports the seed's Gram term"},
+    )  # fmt: skip
+    iterate_average: float = field(
+        default=0.0,
+        metadata={"help": "decay of an exponential moving average of each scale's iterates, which becomes the "
+                  "scale's result (0: off, the last iterate; crowsonkb uses 0.99)"},
+    )  # fmt: skip
+    padding: str = field(
+        default="zeros",
+        metadata={"help": "the network's convolutions at the picture's edge: zeros (the seed's), replicate "
+                  "(every convolution) or replicate-first (conv1_1 only, as crowsonkb's)"},
+    )  # fmt: skip
+    carry_detail: bool = field(
+        default=False,
+        metadata={"help": "at each upsampling add back the content's detail the coarser scale lost "
+                  "(content − up(down(content))), so a finer scale does not start blurry"},
+    )  # fmt: skip
+    coarse_content_weight: float = field(
+        default=1.0, metadata={"help": "α is multiplied by this at every scale but the final one"}
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -173,7 +198,7 @@ class Settings:
         long must not ask for a run that never ends or a size no machine holds. The sizes the run
         will allocate are checked against a pixel limit by :meth:`check_pixels`.
         """
-        from .network import PRECISIONS, check_layers
+        from .layers import PRECISIONS, check_layers
 
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
             flag = "--" + name.replace("_", "-")
@@ -203,6 +228,7 @@ class Settings:
             "style_scale",
             "scale_step",
             "learning_rate",
+            "coarse_content_weight",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -219,6 +245,12 @@ class Settings:
             raise InputError(
                 f"unknown --preserve-color {self.preserve_color!r}; choose one of: {', '.join(PRESERVE_COLOR)}"
             )
+        if not _finite(self.iterate_average) or not 0 <= self.iterate_average < 1:
+            raise InputError(f"--iterate-average must be a number >= 0 and < 1, got {self.iterate_average!r}")
+        if self.padding not in PADDINGS:
+            raise InputError(f"unknown --padding {self.padding!r}; choose one of: {', '.join(PADDINGS)}")
+        if self.style_loss not in STYLE_LOSSES:
+            raise InputError(f"unknown --style-loss {self.style_loss!r}; choose one of: {', '.join(STYLE_LOSSES)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown --precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         arch = self.model_defaults().arch
@@ -295,7 +327,7 @@ class Settings:
 
     def _network_min_side(self) -> int:
         """The smallest side the network takes for these (resolved) taps."""
-        from .network import min_side
+        from .layers import min_side
 
         return min_side(self.model_defaults().arch, (self.content_layer, *self.style_layers))
 
@@ -351,6 +383,7 @@ LIMITS = {
     "tile": 32768,
     "style_scale": 100.0,
     "scale_step": 16.0,
+    "coarse_content_weight": 1e6,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -18,6 +18,9 @@ from typing import BinaryIO
 
 Writer = Callable[[BinaryIO], None]
 
+# The image files painterly writes (here, not in image.py, so that planning a batch needs no torch).
+OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, durable: bool = True) -> Path:
     """Write ``data`` (bytes, text as UTF-8, or a function that writes to a binary file) to ``path``.
@@ -61,6 +64,12 @@ def remove_partials(path: str | os.PathLike) -> None:
     for stale in out.parent.glob(f".{glob.escape(out.name)}.*.part"):
         with contextlib.suppress(OSError):
             stale.unlink()
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove a finished run's ``path`` (a checkpoint), and any half-written copy a killed process left."""
+    Path(path).unlink(missing_ok=True)
+    remove_partials(path)
 
 
 def writable_folder(folder: str | os.PathLike) -> str | None:

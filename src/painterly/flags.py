@@ -15,10 +15,16 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from .config import MODEL_DEFAULTS, OPTIMIZERS, PRESERVE_COLOR, Settings
+from .config import MODEL_DEFAULTS, OPTIMIZERS, PADDINGS, PRESERVE_COLOR, STYLE_LOSSES, Settings
 from .errors import InputError
 
-CHOICES = {"optimizer": OPTIMIZERS, "preserve_color": PRESERVE_COLOR, "model": tuple(MODEL_DEFAULTS)}
+CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "preserve_color": PRESERVE_COLOR,
+    "model": tuple(MODEL_DEFAULTS),
+    "style_loss": STYLE_LOSSES,
+    "padding": PADDINGS,
+}
 
 
 def number_list(kind: type) -> Any:

@@ -30,11 +30,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageCms, PngImagePlugin
 
 from .errors import InputError
-from .files import atomic_write, writable_folder
+from .files import OUTPUT_EXTENSIONS, atomic_write, writable_folder
 
 DEFAULT_MAX_PIXELS: int = 80_000_000
 SUPPORTED_INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
-OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 _PIL_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _PIL_FORMAT.update({".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"})

@@ -10,26 +10,19 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .config import PADDINGS
 from .errors import InputError
+from .layers import CONFIGS, PRECISIONS, check_layers, layer_names, min_side  # noqa: F401 -- re-exported
 
 if TYPE_CHECKING:
     from .config import Settings
-
-# Channels per convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman, configurations D and E).
-CONFIGS: dict[str, list[int | str]] = {
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [
-        64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-        512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
-    ],
-}  # fmt: skip
 
 # Above this many pixels a forward pass that needs a backward keeps only the taps and recomputes
 # the rest during the backward pass (activation checkpointing): ~25 % more arithmetic for half the
@@ -45,51 +38,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def layer_names(arch: str) -> list[str]:
-    """Names of the modules of ``arch``'s feature stack, in order (index = torchvision index)."""
-    names: list[str] = []
-    block, conv = 1, 1
-    for item in CONFIGS[arch]:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 1
-        else:
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-            conv += 1
-    return names
-
-
-def check_layers(arch: str, layers: Iterable[str]) -> list[str]:
-    """Return ``layers`` as a list, raising a one-line error naming any unknown tap."""
-    valid = layer_names(arch)
-    layers = list(layers)
-    for name in layers:
-        if name not in valid:
-            raise InputError(f"unknown layer {name!r} for {arch}; valid layers: {', '.join(valid)}")
-    return layers
-
-
-def min_side(arch: str, taps: Iterable[str]) -> int:
-    """Smallest image side that leaves every one of ``taps`` at least one pixel: 2 per pool before it."""
-    names = layer_names(arch)
-    depth = max(names.index(t) for t in check_layers(arch, taps)) + 1
-    return 2 ** sum(1 for n in names[:depth] if n.startswith("pool"))
-
-
-def build_features(arch: str, depth: int | None = None) -> nn.Sequential:
+def build_features(arch: str, depth: int | None = None, padding: str = "zeros") -> nn.Sequential:
     """The feature stack of ``arch`` as torchvision lays it out, cut to its first ``depth`` modules.
 
-    ReLUs are not in-place, so a ``convX_Y`` tap keeps its pre-activation value.
+    ReLUs are not in-place, so a ``convX_Y`` tap keeps its pre-activation value. ``padding`` is how
+    the convolutions see past the picture's edge: ``zeros`` (torchvision's, the seed's), ``replicate``
+    (every convolution repeats its input's edge) or ``replicate-first`` (only conv1_1, as crowsonkb's
+    style-transfer-pytorch, "to reduce edge artifacts"): a zero border reads as a dark frame, which
+    the style term then paints. The weights are the same either way.
     """
     if arch not in CONFIGS:
         raise InputError(f"unknown network {arch!r}; choose one of: {', '.join(CONFIGS)}")
+    if padding not in PADDINGS:
+        raise InputError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}")
     modules: list[nn.Module] = []
     channels = 3
     for item in CONFIGS[arch]:
         if item == "M":
             modules.append(nn.MaxPool2d(2, 2))
         else:
-            modules += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=False)]
+            first = channels == 3
+            mode = "replicate" if padding == "replicate" or (padding == "replicate-first" and first) else "zeros"
+            modules += [nn.Conv2d(channels, int(item), 3, padding=1, padding_mode=mode), nn.ReLU(inplace=False)]
             channels = int(item)
     if depth is not None:
         modules = modules[:depth]
@@ -114,6 +84,7 @@ class VGGFeatures(nn.Module):
         arch: str,
         taps: Sequence[str],
         state_dict: dict[str, torch.Tensor] | None = None,
+        padding: str = "zeros",
     ) -> None:
         super().__init__()
         if arch not in CONFIGS:
@@ -126,7 +97,8 @@ class VGGFeatures(nn.Module):
         # Nothing past the deepest tap is built: its work would be wasted. The layers' own random
         # initialisation draws from a forked stream, so building a network leaves the caller's alone.
         with torch.random.fork_rng(devices=[]):
-            self.features = build_features(arch, depth)
+            self.features = build_features(arch, depth, padding)
+        self.padding = padding
         if state_dict is not None:
             load_features(self.features, state_dict)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -206,9 +178,6 @@ def _run(modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return modules(x)
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """The arithmetic for evaluations of the image being optimised.
 
@@ -255,13 +224,13 @@ def build_network(s: Settings, device: torch.device, dtype: torch.dtype) -> VGGF
     """
     taps = tuple(dict.fromkeys([s.content_layer, *s.style_layers]))
     seed = s.seed if s.weights == "random" else 0
-    return _built(s.model, s.model_defaults().arch, s.weights, seed, taps, str(device), dtype)
+    return _built(s.model, s.model_defaults().arch, s.weights, seed, taps, str(device), dtype, s.padding)
 
 
 @functools.lru_cache(maxsize=2)
 def _built(model: str, arch: str, weights: str | None, seed: int, taps: tuple[str, ...], device: str,
-           dtype: torch.dtype) -> VGGFeatures:  # fmt: skip
-    net = VGGFeatures(arch, taps, cached_weights(model, weights, seed))
+           dtype: torch.dtype, padding: str = "zeros") -> VGGFeatures:  # fmt: skip
+    net = VGGFeatures(arch, taps, cached_weights(model, weights, seed), padding)
     net.compute_dtype = dtype
     return net.to(torch.device(device)).to(memory_format=torch.channels_last)
 

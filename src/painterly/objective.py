@@ -139,6 +139,95 @@ def style_loss(gram: torch.Tensor, target: torch.Tensor, area: float) -> torch.T
     return ((gram - target) ** 2).sum() / (k * area) / k**2
 
 
+def feature_mean(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """μ, each filter's mean over positions, (B, K, H, W) -> (B, K) in float32 (or float64); under a ``mask`` the mean
+    weighted by m², the weights :func:`gram_per_pixel`'s guided Gram uses."""
+    dtype = torch.promote_types(features.dtype, torch.float32)
+    if mask is None:
+        return features.mean(dim=(2, 3), dtype=dtype)
+    w = mask.to(dtype) ** 2
+    return (features * w).sum(dim=(2, 3), dtype=dtype) / w.sum().clamp_min(1e-8)
+
+
+class _TraceSqrt(torch.autograd.Function):
+    """tr(A^½) = Σ_i √(λ_i + ε) for symmetric PSD matrices A (B, K, K), summed over the batch.
+
+    One eigendecomposition in float64; eigenvalues rounded below zero count as zero. The gradient is
+    the spectral one, V diag(1/(2√(λ+ε))) Vᵀ, well defined for repeated eigenvalues (unlike the
+    gradient of the eigenvectors themselves); ε bounds it where A is singular.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, eps: float) -> torch.Tensor:
+        a64 = a.double()
+        lam, vec = torch.linalg.eigh((a64 + a64.transpose(-1, -2)) / 2)
+        root = (lam.clamp_min(0) + eps).sqrt()
+        ctx.save_for_backward(lam, vec, root)
+        ctx.dtype = a.dtype
+        return root.sum().to(a.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        lam, vec, root = ctx.saved_tensors
+        d = torch.where(lam > 0, 0.5 / root, torch.zeros_like(root))
+        return ((vec * d.unsqueeze(-2)) @ vec.transpose(-1, -2) * grad.double()).to(ctx.dtype), None
+
+
+def trace_sqrt(a: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """tr(A^½) of symmetric PSD ``a`` (B, K, K), differentiable (see :class:`_TraceSqrt`)."""
+    return _TraceSqrt.apply(a, eps)
+
+
+def psd_sqrt(a: torch.Tensor) -> torch.Tensor:
+    """A^½ of symmetric PSD matrices (B, K, K), in float64 (eigenvalues below zero count as zero); no gradient."""
+    a64 = a.detach().double()
+    lam, vec = torch.linalg.eigh((a64 + a64.transpose(-1, -2)) / 2)
+    return (vec * lam.clamp_min(0).sqrt().unsqueeze(-2)) @ vec.transpose(-1, -2)
+
+
+@dataclass
+class GaussianTarget:
+    """A style tap's mean μ_s (B, K), covariance root Σ_s^½ (B, K, K, float64), tr Σ_s, and the ε of its W2."""
+
+    mean: torch.Tensor
+    root: torch.Tensor
+    trace: torch.Tensor
+    eps: float
+
+    @classmethod
+    def of(cls, mean: torch.Tensor, second: torch.Tensor) -> GaussianTarget:
+        """From μ and the second raw moment E[f fᵀ] (the per-pixel Gram): Σ = E[f fᵀ] − μ μᵀ."""
+        cov = second.double() - mean.double().unsqueeze(-1) * mean.double().unsqueeze(-2)
+        trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum()
+        # ε in units of A = Σ_s^½ Σ Σ_s^½ (squared covariance): at a perfect match the term is at most
+        # K·√ε = 1e-4 · tr Σ_s above zero, and the gradient in a direction the output lacks is bounded.
+        eps = float((W2_EPS * trace / cov.shape[-1]) ** 2) + 1e-30
+        return cls(mean.float(), psd_sqrt(cov), trace, eps)
+
+
+W2_EPS = 1e-4
+
+
+def wasserstein_loss(mean: torch.Tensor, second: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
+    """L_W2^l = 1/K · W₂²(N(μ, Σ), N(μ_s, Σ_s)), per filter: the squared 2-Wasserstein distance between
+    Gaussians with the features' mean and covariance (crowsonkb's style loss),
+
+        W₂² = |μ − μ_s|² + tr Σ + tr Σ_s − 2 tr (Σ_s^½ Σ Σ_s^½)^½,
+
+    from the output's ``mean`` μ (B, K) and second raw moment ``second`` E[f fᵀ] (B, K, K, the
+    per-pixel Gram), Σ = E[f fᵀ] − μ μᵀ. It is 0 (to 1e-4 · tr Σ_s, see :class:`GaussianTarget`)
+    when the statistics match, and, unlike the Gram matrix, keeps the mean apart from the spread.
+    """
+    k = mean.shape[-1]
+    m = mean.double()
+    cov = second.double() - m.unsqueeze(-1) * m.unsqueeze(-2)
+    inner = target.root @ cov @ target.root
+    trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum()
+    w2 = (m - target.mean.double()).pow(2).sum() + trace + target.trace - 2 * trace_sqrt(inner, target.eps)
+    return (w2 / k).to(torch.promote_types(mean.dtype, torch.float32))
+
+
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
     """L_tv = Σ (T_{i,j+1,k} − T_{i,j,k})² + (T_{i+1,j,k} − T_{i,j,k})², over an RGB image in [0, 1].
 
@@ -175,6 +264,7 @@ class StyleTarget:
     a: torch.Tensor
     mask: torch.Tensor | None = None
     weight: float = 1.0
+    gaussian: GaussianTarget | None = None  # style_loss="wasserstein": the mean and covariance instead
 
 
 @dataclass(frozen=True)
@@ -242,8 +332,11 @@ class Objective:
         style_masks: Sequence[torch.Tensor | None] | None = None,
         output_masks: Sequence[torch.Tensor | None] | None = None,
         tile: int | None = None,
+        style_loss: str = "gram",
     ) -> None:
         self.net = net
+        # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians.
+        self.style_loss = style_loss
         # With ``tile`` (pixels), the network runs tile by tile, exactly (painterly.tiling): targets too.
         self.tiler = None
         if tile:
@@ -311,28 +404,65 @@ class Objective:
             out[layer] = g / (at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8))
         return out
 
+    def _means(self, image: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """μ of ``image``'s features at every style tap, under ``mask`` (image-space) if given."""
+        if self.tiler is None:
+            feats = self.net(image)
+            return {
+                layer: feature_mean(feats[layer], None if mask is None else resize_mask(mask, feats[layer].shape[-2:]))
+                for layer in self.style_layers
+            }
+        sums: dict[str, torch.Tensor] = {}
+        out: dict[str, torch.Tensor] = {}
+        masks = {}
+        for layer in self.style_layers:
+            masks[layer] = None if mask is None else resize_mask(mask, self.tiler.layer_size(layer, *image.shape[-2:]))
+        for t, feats in self.tiler.features_by_core(image, self.style_layers):
+            for layer, f in feats.items():
+                m = masks[layer]
+                if t is None:
+                    out[layer] = feature_mean(f, None if m is None else resize_mask(m, f.shape[-2:]))
+                    continue
+                rows, cols = self.tiler.full(layer, t)
+                f = f.float() if m is None else f.float() * m[..., rows, cols] ** 2
+                sums[layer] = f.sum((2, 3)) if layer not in sums else sums[layer] + f.sum((2, 3))
+        for layer, mu in sums.items():
+            m = masks[layer]
+            at = self.tiler.layer_size(layer, *image.shape[-2:])
+            out[layer] = mu / (at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8))
+        return out
+
     def _style_targets(self, styles, blend_weights, style_masks, output_masks) -> list[list[StyleTarget]]:
         """Per style tap, a list of targets: one for an unguided blend, one per region when guided."""
         total = float(sum(blend_weights))
         weights = [w / total for w in blend_weights]
         smasks = list(style_masks or [None] * len(styles)) if output_masks is not None else [None] * len(styles)
         grams = [self._grams(s, m) for s, m in zip(styles, smasks)]
+        # W2: the means too; several styles blend by mean and second raw moment, which (unlike
+        # covariances) combine linearly (crowsonkb's rule).
+        means = [self._means(s, m) for s, m in zip(styles, smasks)] if self.style_loss == "wasserstein" else None
         per_layer: list[list[StyleTarget]] = []
         for layer in self.style_layers:
             if output_masks is None:
                 # Blend of several styles: the weighted mean of their per-pixel Grams (JJ's rule).
                 a = sum(w * g[layer] for w, g in zip(weights, grams))
-                per_layer.append([StyleTarget(a)])
+                gaussian = None
+                if means is not None:
+                    gaussian = GaussianTarget.of(sum(w * m[layer] for w, m in zip(weights, means)), a)
+                per_layer.append([StyleTarget(a, gaussian=gaussian)])
             else:
                 # Guided (Gatys et al. 2017): one term per style, its Gram taken under its output mask
                 # (None: the whole image); the target is the style's Gram under its own mask, or over
                 # the whole style image when it has none. Positions under no mask get no style term.
                 # Blend weights scale each style's term relative to an equal blend (n·w = 1 each).
                 entries = []
-                for g, w, omask in zip(grams, weights, output_masks):
+                for i, (g, w, omask) in enumerate(zip(grams, weights, output_masks)):
                     if w == 0:
                         continue
-                    entries.append(StyleTarget(g[layer], omask, w * len(grams)))
+                    gaussian = None
+                    if means is not None:
+                        gaussian = GaussianTarget.of(means[i][layer], g[layer])
+                    entries.append(StyleTarget(g[layer], omask, w * len(grams), gaussian))
                 per_layer.append(entries)
         return per_layer
 
@@ -341,8 +471,11 @@ class Objective:
         term = f.new_zeros(())
         for t in targets:
             mask = None if t.mask is None else resize_mask(t.mask, f.shape[-2:])
-            # Compare per-pixel Grams scaled to the output's H·W: the seed's G and A.
-            part = style_loss(gram_per_pixel(f, mask) * area, t.a * area, area) * t.weight
+            if t.gaussian is not None:
+                part = wasserstein_loss(feature_mean(f, mask), gram_per_pixel(f, mask), t.gaussian) * t.weight
+            else:
+                # Compare per-pixel Grams scaled to the output's H·W: the seed's G and A.
+                part = style_loss(gram_per_pixel(f, mask) * area, t.a * area, area) * t.weight
             term = term + (part if mask is None else part * mask.mean())  # a region counts by its share
         return term
 
@@ -445,6 +578,7 @@ class Problem:
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
             tile=choose_tile(s.tile, size, self.device),
+            style_loss=s.style_loss,
         )  # fmt: skip
 
     def _measure_weights(self) -> Weights:
@@ -453,7 +587,11 @@ class Problem:
         network, image pair and output size:
 
         * content by the mean square of the content image's features at the content tap,
-        * each style layer by its loss between the content image and the style at the output's H·W,
+        * each style layer by its loss between the content image and the style at the output's H·W
+          (the Gram term, or with ``style_loss="wasserstein"`` the W2 term: either way a normalised
+          layer term is 1 at the content image and 0 where the style is matched, so β weighs the
+          same share of the objective with either loss, though W₂², quadratic in the features, falls
+          more slowly than the quartic Gram term as the match improves),
         * total variation by the number of values 3·H·W of the output.
 
         Departure from the seed, which weighs raw terms; ``normalize=False`` leaves every N at 1.

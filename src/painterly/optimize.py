@@ -63,15 +63,20 @@ class LoopResult:
     optimizer_state: dict[str, Any] | None = None
     message: str = ""
     params: torch.Tensor | None = None  # the optimiser's current point: what a resume restarts from
+    average: torch.Tensor | None = None  # with ``average``: the scale's running average, unbiased by resume
 
     def state(self) -> dict[str, Any]:
         """What a resume needs, as :func:`run_scales` also hands it to ``on_checkpoint``."""
-        return _loop_state(self.position, self.params, self.optimizer_state, self.history)
+        return _loop_state(self.position, self.params, self.optimizer_state, self.history, self.average)
 
 
-def _loop_state(pos: Position, params, optimizer_state, history) -> dict[str, Any]:
-    """The loop's resumable state: where it stands, the optimiser's point and state, the history."""
-    return {"position": dataclasses.asdict(pos), "params": params, "optimizer": optimizer_state, "history": history}
+def _loop_state(pos: Position, params, optimizer_state, history, average=None) -> dict[str, Any]:
+    """The loop's resumable state: where it stands, the optimiser's point and state, the history, and
+    (with an iterate average) the scale's running average; a checkpoint without one resumes as before."""
+    state = {"position": dataclasses.asdict(pos), "params": params, "optimizer": optimizer_state, "history": history}
+    if average is not None:
+        state["average"] = average
+    return state
 
 
 class _NonFinite(Exception):
@@ -118,6 +123,8 @@ def run_scales(
     resume: dict[str, Any] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_every: float = 0.0,
+    average: float = 0.0,
+    detail: Callable[[tuple[int, int], tuple[int, int]], torch.Tensor] | None = None,
 ) -> LoopResult:
     """Optimise on ``device`` at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
 
@@ -126,20 +133,32 @@ def run_scales(
     receives the same state (position, params, optimizer, history) every ``checkpoint_every``
     seconds, between evaluations, so a run killed outright (SIGKILL, out of memory, power) can
     resume from it too.
+
+    With ``average`` (a decay in (0, 1); 0: off) each scale's result, carried up to the next scale
+    and returned at the last, is the bias-corrected exponential moving average of the images it
+    evaluated, ā_t = (Σ_i (1−d) d^(t−i) x_i) / (1 − d^t), rather than the last of them (crowsonkb keeps
+    one, decay 0.99): it smooths the last steps' jitter. The average restarts at each scale.
+
+    With ``detail``, ``detail(coarse_size, size)`` is added to each upsampled result (then clamped to
+    [0, 1]): what the content loses between the two sizes, so the finer scale does not start blurry.
     """
     loop = _Loop(plans, device, optimizer, lr, history_size, callback, stop, on_checkpoint, checkpoint_every)
+    loop.decay = average
     image, opt_state = loop.restore(resume)
     for index in range(loop.pos.scale, len(plans)):
         size = plans[index].size
         if image is None:
             image = init(size)
         elif tuple(image.shape[-2:]) != size:
+            coarse = tuple(image.shape[-2:])
             image = upsample(image, size)
+            if detail is not None:
+                image = (image + detail(coarse, size).to(image.device)).clamp(0, 1)
         outcome = loop.run_scale(index, make_objective(index), image, opt_state)
         if outcome is not None:
             return outcome
-        image, opt_state = loop.good, None
-        loop.pos.scale, loop.pos.done = index + 1, 0
+        image, opt_state = loop.output(), None
+        loop.pos.scale, loop.pos.done, loop.average = index + 1, 0, None
     assert image is not None
     return loop.result(image.cpu())
 
@@ -156,6 +175,8 @@ class _Loop:
         self.history: list[dict[str, float]] = []
         self.losses: dict[str, float] = {}
         self.good: torch.Tensor | None = None  # the last image whose evaluation was finite
+        self.decay = 0.0  # iterate average's decay (0: off), and the scale's running sum (not yet unbiased)
+        self.average: torch.Tensor | None = None
 
     def restore(self, resume: dict[str, Any] | None) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
         image = opt_state = None
@@ -163,6 +184,7 @@ class _Loop:
             self.pos = Position(**resume["position"])
             image, opt_state = resume["params"], resume.get("optimizer")
             self.history = list(resume.get("history", []))
+            self.average = resume.get("average")
         self.start = time.perf_counter() - self.pos.elapsed
         self.last_checkpoint = time.perf_counter()
         return image, opt_state
@@ -173,7 +195,20 @@ class _Loop:
     def result(self, image: torch.Tensor, interrupted: bool = False, opt_state=None, message: str = "",
                params: torch.Tensor | None = None) -> LoopResult:  # fmt: skip
         self.pos.elapsed = self.elapsed()
-        return LoopResult(image, self.losses, self.history, self.pos, interrupted, opt_state, message, params)
+        average = None if self.average is None or params is None else self.average.cpu()
+        return LoopResult(image, self.losses, self.history, self.pos, interrupted, opt_state, message, params, average)
+
+    def output(self) -> torch.Tensor:
+        """The scale's result so far: the last good image, or with an average the unbiased average."""
+        if self.average is None or self.pos.done == 0:
+            return self.good
+        return self.average / (1 - self.decay**self.pos.done)
+
+    def _accumulate(self, image: torch.Tensor) -> None:
+        if self.decay:
+            if self.average is None:
+                self.average = torch.zeros_like(image)
+            self.average.mul_(self.decay).add_(image, alpha=1 - self.decay)
 
     def run_scale(self, index: int, objective: Terms, image: torch.Tensor, opt_state) -> LoopResult | None:
         """Scale ``index``'s evaluations from ``image``; a :class:`LoopResult` if the run ends here."""
@@ -181,6 +216,8 @@ class _Loop:
         x = image.detach().to(device=self.device).contiguous()  # L-BFGS flattens grads: keep NCHW
         x.requires_grad_(True)
         self.good = x.detach().clone()
+        if self.average is not None:
+            self.average = self.average.to(self.device)
         opt = make_optimizer(self.optimizer, x, self.lr * pos.lr_factor, self.history_size)
         if opt_state is not None:
             opt.load_state_dict(opt_state)
@@ -199,7 +236,7 @@ class _Loop:
         retries = 0
         while pos.done < plan.evaluations:
             if self.stop is not None and self.stop.is_set():
-                return self.result(self.good.cpu(), True, opt.state_dict(), "", x.detach().cpu())
+                return self.result(self.output().cpu(), True, opt.state_dict(), "", x.detach().cpu())
             evaluated = x.detach().clone()
             try:
                 opt.step(closure)
@@ -208,7 +245,7 @@ class _Loop:
                 if retries > MAX_NONFINITE_RETRIES:
                     msg = (f"the loss stayed non-finite after {MAX_NONFINITE_RETRIES} retries at "
                            f"{plan.size[1]}x{plan.size[0]}; kept the last good image (try lower weights)")  # fmt: skip
-                    return self.result(self.good.cpu(), True, None, msg)
+                    return self.result(self.output().cpu(), True, None, msg)
                 # Step back to the last good image; drop the optimiser's history, halve its step.
                 with torch.no_grad():
                     x.copy_(self.good)
@@ -218,6 +255,7 @@ class _Loop:
             with torch.no_grad():
                 x.clamp_(0, 1)  # the box constraint: pixels stay displayable
             self.good = evaluated
+            self._accumulate(evaluated)
             self._record(index, last)
             self._maybe_checkpoint(plan, x, opt)
         return None
@@ -242,5 +280,6 @@ class _Loop:
         if due and self.pos.done < plan.evaluations:
             self.pos.elapsed = self.elapsed()
             params, opt_copy = x.detach().cpu().clone(), copy.deepcopy(opt.state_dict())
-            self.on_checkpoint(_loop_state(self.pos, params, opt_copy, list(self.history)))
+            average = None if self.average is None else self.average.cpu().clone()
+            self.on_checkpoint(_loop_state(self.pos, params, opt_copy, list(self.history), average))
             self.last_checkpoint = time.perf_counter()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .config import Settings
 from .errors import InputError
-from .network import min_side
+from .layers import min_side
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,9 @@ def _positions_times(f: torch.Tensor, sym: torch.Tensor) -> torch.Tensor:
 class TiledEvaluation:
     """The content and style terms of an :class:`~painterly.objective.Objective`, evaluated tile by
     tile; :meth:`__call__` gives them as one tensor ``[content, style_1, ...]`` whose gradient with
-    respect to the image is the untiled one (see the module docstring)."""
+    respect to the image is the untiled one (see the module docstring). With the W2 style loss the
+    tiles also sum each head layer's Σ F·m² (its mean, unnormalised): that sum's gradient dμ, times m²,
+    joins the Gram's at every core position."""
 
     def __init__(self, objective, tiler: Tiler, size: tuple[int, int]) -> None:
         from .objective import resize_mask
@@ -275,9 +277,11 @@ class TiledEvaluation:
 
     def first(self, image: torch.Tensor, low: bool):
         """Pass 1: the terms, dL/dG for the head's style layers, and the tail's graph if split."""
-        from .objective import content_loss, gram_matrix, style_loss
+        from .objective import content_loss, gram_matrix, style_loss, wasserstein_loss
 
         obj, tiler = self.obj, self.tiler
+        w2 = obj.style_loss == "wasserstein"
+        msums: dict[tuple[int, int], torch.Tensor] = {}  # W2: Σ F·m² over positions, per (layer, target)
         use_content, use_style = self._wanted()
         head_taps = self._head_taps()
         h, w = image.shape[-2:]
@@ -296,6 +300,9 @@ class TiledEvaluation:
                     f = core if mask is None else core * mask[..., full[0], full[1]]
                     g = gram_matrix(f)
                     sums[li, ti] = g if (li, ti) not in sums else sums[li, ti] + g
+                    if w2:
+                        mu = (_wide(f) if mask is None else _wide(f) * mask[..., full[0], full[1]]).sum((2, 3))
+                        msums[li, ti] = mu if (li, ti) not in msums else msums[li, ti] + mu
             if obj.content_layer in head_taps:
                 rs, cs = tiler.core(obj.content_layer, t)
                 fr, fc = tiler.full(obj.content_layer, t)
@@ -324,6 +331,7 @@ class TiledEvaluation:
                 values.append(v.detach())
             # Style, layer by layer.
             dgrams: dict[tuple[int, int], torch.Tensor] = {}
+            dmeans: dict[tuple[int, int], torch.Tensor] = {}
             for li, (layer, targets) in enumerate(zip(obj.style_layers, obj.targets)):
                 if not use_style:
                     values.append(zero)
@@ -336,22 +344,27 @@ class TiledEvaluation:
                 lh, lw = tiler.layer_size(layer, h, w)
                 area = lh * lw * obj.area_ratio
                 leaves = [sums[li, ti].detach().requires_grad_(True) for ti in range(len(targets))]
+                mleaves = [msums[li, ti].detach().requires_grad_(True) for ti in range(len(targets))] if w2 else []
                 term = zero
                 for ti, (tgt, g) in enumerate(zip(targets, leaves)):
                     mask = self.masks[li][ti]
                     denom = lh * lw if mask is None else (mask**2).sum().clamp_min(1e-8)
-                    part = style_loss(g / denom * area, tgt.a * area, area) * tgt.weight
+                    if w2:
+                        part = wasserstein_loss(mleaves[ti] / denom, g / denom, tgt.gaussian) * tgt.weight
+                    else:
+                        part = style_loss(g / denom * area, tgt.a * area, area) * tgt.weight
                     term = term + (part if mask is None else part * mask.mean())
                 if low:
-                    grads = torch.autograd.grad(term, leaves)
-                    dgrams.update({(li, ti): d for ti, d in enumerate(grads)})
+                    grads = torch.autograd.grad(term, leaves + mleaves)
+                    dgrams.update({(li, ti): d for ti, d in enumerate(grads[: len(leaves)])})
+                    dmeans.update({(li, ti): d for ti, d in enumerate(grads[len(leaves) :])})
                 values.append(term.detach())
-        return torch.stack([v.to(image.dtype) for v in values]), (dgrams, tail_values, leaf)
+        return torch.stack([v.to(image.dtype) for v in values]), (dgrams, tail_values, leaf, dmeans)
 
     def second(self, image: torch.Tensor, state, grad: torch.Tensor, low: bool) -> torch.Tensor:
         """Pass 2: each tile's backward with the fixed dL/dF at its core; the input gradients summed."""
         obj, tiler = self.obj, self.tiler
-        dgrams, tail_values, leaf = state
+        dgrams, tail_values, leaf, dmeans = state
         head_taps = self._head_taps()
         d_head = None
         if tail_values:
@@ -383,6 +396,9 @@ class TiledEvaluation:
                             f = _wide(core) if m is None else _wide(core) * m
                             part = _positions_times(f, sym)
                             part = part if m is None else part * m
+                            if (li, ti) in dmeans:  # W2: μ = Σ F·m² / Σ m² (the denominator is in dμ)
+                                dmu = (dmeans[li, ti] * grad[1 + li]).to(part.dtype)[..., None, None]
+                                part = part + (dmu if m is None else dmu * m**2)
                             g = part if g is None else g + part
                     if g is not None:
                         outs.append(core)

@@ -1,0 +1,251 @@
+"""The candidate quality options of issue #12, each off by default: what each does, on tiny inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from painterly import stylize
+from painterly.api import score
+from painterly.config import Settings
+from painterly.errors import InputError
+from painterly.objective import GaussianTarget, feature_mean, gram_per_pixel, trace_sqrt, wasserstein_loss
+
+FAST = dict(weights="random", model="vgg16", size=40, iterations=6, coarse_iterations=4, start_size=28,
+            style_layers=("relu1_1", "relu2_1"), content_layer="relu2_1", device="cpu",
+            precision="float32")  # fmt: skip
+
+
+def _w2(f: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
+    return wasserstein_loss(feature_mean(f), gram_per_pixel(f), target)
+
+
+def _target(f: torch.Tensor) -> GaussianTarget:
+    return GaussianTarget.of(feature_mean(f), gram_per_pixel(f))
+
+
+# ---------------------------------------------------------------- 1. style_loss = "wasserstein"
+def test_w2_by_hand_in_one_dimension():
+    # One filter: W2² = (μ − μ_s)² + (σ − σ_s)².  f = [0, 2] (μ 1, σ 1); s = [1, 5] (μ 3, σ 2): 4 + 1 = 5
+    f = torch.tensor([[[[0.0, 2.0]]]], dtype=torch.float64)
+    s = torch.tensor([[[[1.0, 5.0]]]], dtype=torch.float64)
+    assert _w2(f, _target(s)).item() == pytest.approx(5.0, rel=1e-3)
+
+
+def test_w2_is_zero_for_identical_statistics_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(1, 6, 5, 5, generator=g)
+    other = torch.rand(1, 6, 5, 5, generator=g) * 2
+    far = _w2(other, _target(f)).item()
+    assert far > 0.1
+    assert abs(_w2(f, _target(f)).item()) < 1e-3 * far
+    # The same statistics in another arrangement (positions permuted) are a match too: W2 is of the statistics.
+    shuffled = f.flatten(2)[..., torch.randperm(25, generator=g)].reshape(f.shape)
+    assert abs(_w2(shuffled, _target(f)).item()) < 1e-3 * far
+
+
+def test_w2_gradient_is_the_numerical_one_in_float64():
+    g = torch.Generator().manual_seed(1)
+    target = _target(torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64))
+    x = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _w2(t, target).double(), (x,))
+    a = torch.rand(1, 4, 4, generator=g, dtype=torch.float64)
+    a = (a @ a.mT + torch.eye(4, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda m: trace_sqrt(m), (a,))
+    # Repeated eigenvalues (the identity): still finite, the spectral gradient ½ A^-½.
+    eye = torch.eye(3, dtype=torch.float64).unsqueeze(0).requires_grad_(True)
+    trace_sqrt(eye).backward()
+    assert torch.allclose(eye.grad, 0.5 * torch.eye(3, dtype=torch.float64))
+
+
+def test_wasserstein_run_optimises_its_own_term_and_score_stays_gram(tiny_pair):
+    content, style = tiny_pair
+    gram = stylize(content, style, Settings(**FAST))
+    w2 = stylize(content, style, Settings(**FAST, style_loss="wasserstein"))
+    assert not torch.equal(gram.image, w2.image)
+    # The normalised W2 term is 1 at the content (the start) and falls as the style is taken.
+    first = w2.history[0]["style:relu1_1"] / w2.weights["normalizers"]["style"]["relu1_1"]
+    last = w2.losses["style:relu1_1"] / w2.weights["normalizers"]["style"]["relu1_1"]
+    assert last < first
+    # score reports the seed's Gram term whatever the run optimised.
+    s = Settings(**FAST)
+    assert score(w2.image, content, style, s) == score(w2.image, content, style, s, style_loss="wasserstein")
+
+
+def test_wasserstein_with_two_styles_and_masks_runs(tiny_pair):
+    content, style = tiny_pair
+    mask = torch.zeros(1, 1, 40, 48)
+    mask[..., :, :24] = 1
+    out = stylize(content, [style, content], Settings(**FAST, style_loss="wasserstein"), masks=[mask, 1 - mask])
+    assert torch.isfinite(out.image).all() and out.evaluations == 6 + 4 * len(Settings(**FAST).scale_sizes()[:-1])
+
+
+def test_wasserstein_tiled_run_is_the_untiled_one_and_bad_names_are_one_line(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**{**FAST, "iterations": 3, "coarse_iterations": 0}, style_loss="wasserstein")
+    whole, tiled = stylize(content, style, s, tile=0), stylize(content, style, s, tile=16)
+    assert torch.allclose(whole.image, tiled.image, atol=1e-3)
+    with pytest.raises(InputError, match="unknown --style-loss"):
+        Settings(**FAST, style_loss="mrf").resolved()
+
+
+# ---------------------------------------------------------------- 2. iterate_average
+def test_iterate_average_returns_the_unbiased_average_of_the_last_scales_iterates(tiny_pair):
+    content, style = tiny_pair
+    d = 0.6
+    steps = []
+    out = stylize(content, style, Settings(**FAST, scales=(40,), iterate_average=d), callback=steps.append)
+    plain = stylize(content, style, Settings(**FAST, scales=(40,)))
+    assert torch.equal(steps[-1].image, plain.image)  # the iterates themselves are unchanged
+    images = [s.image for s in steps]
+    n = len(images)
+    expected = sum((1 - d) * d ** (n - 1 - i) * x for i, x in enumerate(images)) / (1 - d**n)
+    assert torch.allclose(out.image, expected, atol=1e-6)
+    assert not torch.equal(out.image, plain.image)
+
+
+def test_iterate_average_carries_each_scales_average_up(tiny_pair):
+    content, style = tiny_pair
+    starts = {}
+
+    def callback(step):
+        starts.setdefault(step.scale, step.image)
+
+    stylize(content, style, Settings(**FAST), callback=callback)
+    with_avg = {}
+    stylize(
+        content, style, Settings(**FAST, iterate_average=0.9), callback=lambda s: with_avg.setdefault(s.scale, s.image)
+    )
+    # The first scale starts from the content either way; the next from the average, not the last iterate.
+    assert torch.equal(with_avg[0], starts[0]) and not torch.equal(with_avg[1], starts[1])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_iterate_average_out_of_range_is_one_line(bad):
+    with pytest.raises(InputError, match="--iterate-average"):
+        Settings(**FAST, iterate_average=bad).resolved()
+
+
+# ---------------------------------------------------------------- 3. padding
+@pytest.mark.parametrize("padding", ["zeros", "replicate-first", "replicate"])
+def test_replicate_padding_sees_no_frame_around_a_flat_picture(padding):
+    from painterly.network import VGGFeatures, cached_weights
+
+    net = VGGFeatures("vgg16", ["relu1_1", "relu2_1"], cached_weights("vgg16", "random", 0), padding)
+    feats = net(torch.full((1, 3, 12, 12), 0.3))
+    spread = {k: float(v.amax((-2, -1)).sub(v.amin((-2, -1))).max()) for k, v in feats.items()}
+    # A flat picture's features are flat wherever a convolution replicates its edge, not where it pads zeros.
+    assert (spread["relu1_1"] < 1e-6) == (padding != "zeros")
+    assert (spread["relu2_1"] < 1e-6) == (padding == "replicate")
+
+
+def test_padding_changes_the_picture_and_refuses_unknown_names(tiny_pair):
+    content, style = tiny_pair
+    plain = stylize(content, style, Settings(**FAST))
+    padded = stylize(content, style, Settings(**FAST, padding="replicate-first"))
+    assert not torch.equal(plain.image, padded.image)
+    with pytest.raises(InputError, match="unknown --padding"):
+        Settings(**FAST, padding="reflect").resolved()
+
+
+# ---------------------------------------------------------------- 4. carry_detail
+def test_carry_detail_starts_each_finer_scale_with_the_contents_lost_detail(tiny_pair):
+    from painterly.image import as_image, resize, resize_to
+    from painterly.optimize import upsample
+
+    content, style = tiny_pair
+    s = Settings(**FAST, carry_detail=True)
+    steps = []
+    stylize(content, style, s, callback=steps.append)
+    coarse_out = [x.image for x in steps if x.scale == 0][-1]  # the coarse scale's result
+    start = next(x.image for x in steps if x.scale == 1)  # the first image evaluated at the next scale
+    size, small = tuple(start.shape[-2:]), tuple(coarse_out.shape[-2:])
+    c = resize(as_image(content, "content"), s.size)
+    expected = (upsample(coarse_out, size) + resize_to(c, size) - upsample(resize_to(c, small), size)).clamp(0, 1)
+    assert torch.allclose(start, expected, atol=1e-6)
+    plain_steps = []
+    stylize(content, style, Settings(**FAST), callback=plain_steps.append)
+    plain_start = next(x.image for x in plain_steps if x.scale == 1)
+    assert torch.allclose(plain_start, upsample(coarse_out, size), atol=1e-6)  # same coarse scale, no detail
+
+    def detail(x):  # what a blur takes away: sharper starts have more of it, as the content has
+        return (x - upsample(resize_to(x, small), size)).abs().mean()
+
+    assert detail(plain_start) < detail(start)
+
+
+# ---------------------------------------------------------------- 5. coarse_content_weight
+def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_pair):
+    content, style = tiny_pair
+    k = 4.0
+    out = stylize(content, style, Settings(**FAST, coarse_content_weight=k))
+    w = out.weights
+    last = len(Settings(**FAST).scale_sizes()) - 1
+
+    def total(h, alpha_factor):
+        norms = w["normalizers"]
+        style_part = sum(
+            w["beta"] * w["layer_weights"][n] / norms["style"][n] * h[f"style:{n}"] for n in norms["style"]
+        )
+        return (
+            alpha_factor * w["alpha"] / norms["content"] * h["content"]
+            + style_part
+            + w["gamma"] / norms["tv"] * h["tv"]
+        )
+
+    assert {h["scale"] for h in out.history} == set(range(last + 1)) and last >= 1
+    for h in out.history:
+        assert h["total"] == pytest.approx(total(h, k if h["scale"] < last else 1.0), rel=1e-5)
+    assert not torch.equal(out.image, stylize(content, style, Settings(**FAST)).image)
+    with pytest.raises(InputError, match="--coarse-content-weight"):
+        Settings(**FAST, coarse_content_weight=-1.0).resolved()
+
+
+# ---------------------------------------------------------------- all five: off by default, recorded, replayed
+KNOBS = dict(style_loss="wasserstein", iterate_average=0.5, padding="replicate-first", carry_detail=True,
+             coarse_content_weight=3.0)  # fmt: skip
+OFF = dict(style_loss="gram", iterate_average=0.0, padding="zeros", carry_detail=False, coarse_content_weight=1.0)
+
+
+def test_every_option_is_off_by_default_and_off_is_todays_picture(tiny_pair):
+    defaults = Settings()
+    assert {k: getattr(defaults, k) for k in OFF} == OFF
+    content, style = tiny_pair
+    assert torch.equal(
+        stylize(content, style, Settings(**FAST)).image, stylize(content, style, Settings(**FAST, **OFF)).image
+    )
+
+
+def test_the_options_round_trip_through_a_record_and_the_command_line(tmp_path, tiny_pair):
+    from painterly.cli import main
+    from painterly.image import load_image, read_metadata
+
+    s = Settings(**FAST, **KNOBS)
+    assert Settings.from_dict(s.to_dict()) == s
+    assert Settings.from_dict({k: str(v).lower() if isinstance(v, float) else v for k, v in KNOBS.items()}) == Settings(
+        **KNOBS
+    )
+    content, style = tiny_pair
+    flags = ["--style-loss", "wasserstein", "--iterate-average", "0.5", "--padding", "replicate-first",
+             "--carry-detail", "--coarse-content-weight", "3"]  # fmt: skip
+    fast = ["--weights", "random", "--model", "vgg16", "--size", "40", "--iterations", "6", "--coarse-iterations",
+            "4", "--start-size", "28", "--style-layers", "relu1_1,relu2_1", "--content-layer", "relu2_1",
+            "--quiet"]  # fmt: skip
+    first = tmp_path / "first.png"
+    assert main([content, style, "-o", str(first), *fast, *flags]) == 0
+    recorded = read_metadata(first)["settings"]
+    assert {k: recorded[k] for k in KNOBS} == KNOBS
+    again = tmp_path / "again.png"
+    assert main(["--config", str(first), "-o", str(again), "--quiet"]) == 0
+    assert torch.equal(load_image(again), load_image(first))
+
+
+@pytest.mark.parametrize("flag", ["--style-loss=mrf", "--padding=reflect", "--iterate-average=1",
+                                  "--coarse-content-weight=-2"])  # fmt: skip
+def test_a_bad_option_on_the_command_line_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
+    from painterly.cli import main
+
+    assert main([*tiny_pair, "-o", str(tmp_path / "out.png"), "--weights", "random", "--size", "32", flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
