@@ -102,3 +102,46 @@ def test_style_taken_weighs_layers_by_the_seed_weights():
         "style_layers": {"a": 1.0, "b": 4.0},
     }
     assert quality.style_taken(report) == pytest.approx((1.0 * 0.5 + 0.5 * 1.0) / 1.5)
+
+
+# --strength: one knob from faithful to bold, mapped to β and the start size; the expert weights win.
+
+
+def test_strength_half_is_the_default_picture():
+    default = painterly.Settings(model="vgg16").resolved()
+    half = painterly.Settings(model="vgg16", strength=0.5).resolved()
+    assert (half.style_weight, half.start_size) == (default.style_weight, default.start_size)
+
+
+def test_strength_raises_beta_by_decades_and_shrinks_the_start_only_when_bold():
+    from painterly.config import BOLD_START_SIZE, START_SIZE, STRENGTH_DECADES, STYLE_WEIGHT, strength_weights
+
+    betas = [strength_weights(s)[0] for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert betas == sorted(betas)
+    assert betas[0] == pytest.approx(STYLE_WEIGHT / 10**STRENGTH_DECADES)
+    assert betas[-1] == pytest.approx(STYLE_WEIGHT * 10**STRENGTH_DECADES)
+    assert strength_weights(0.0)[1] == strength_weights(0.5)[1] == START_SIZE
+    assert strength_weights(1.0)[1] == min(START_SIZE, BOLD_START_SIZE)
+
+
+def test_given_weights_win_over_strength():
+    s = painterly.Settings(model="vgg16", strength=1.0, style_weight=7.0, start_size=200).resolved()
+    assert (s.style_weight, s.start_size) == (7.0, 200)
+    again = s.resolved()  # a replayed record resolves to the same run
+    assert (again.style_weight, again.start_size) == (7.0, 200)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan")])
+def test_strength_out_of_range_is_one_line(value):
+    with pytest.raises(painterly.errors.InputError, match="--strength must be a number from 0 to 1"):
+        painterly.Settings(strength=value).resolved()
+
+
+def test_strength_flag_on_the_command_line(tmp_path, tiny_pair, capsys):
+    from painterly.cli import main
+
+    content, style = tiny_pair
+    code = main([content, style, "-o", str(tmp_path / "o.png"), "--strength", "2", "--weights", "random"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--strength must be a number from 0 to 1, got 2" in err[0]
+    assert not (tmp_path / "o.png").exists()
