@@ -57,7 +57,6 @@ IMAGES = Path(os.environ.get("PAINTERLY_IMAGES", "/work/shared/images"))
 CACHE = ROOT / ".cache" / "quality"
 DOC = ROOT / "docs" / "quality.md"
 GRIDS = ROOT / "docs" / "img" / "quality"
-START, END = "<!-- quality:start -->", "<!-- quality:end -->"
 VERSION = 1  # bump when a painting made by the same settings would differ (invalidates the cache)
 # SOURCES.md: golden_gate.jpg is of unknown origin, for tests only; its pairs get numbers, no grid in docs.
 NOT_SHIPPABLE = {"golden_gate.jpg"}
@@ -131,6 +130,8 @@ CANDIDATES: dict[str, dict] = {
     # α at every scale: in a look at the coarse scales only (--scales) this is a coarse content weight.
     "alpha5": {"content_weight": 5.0},
     "alpha20": {"content_weight": 20.0},
+    "before_alpha5": {"start_size": 128, "content_weight": 5.0},
+    "before_alpha20": {"start_size": 128, "content_weight": 20.0},
 }
 
 
@@ -167,7 +168,8 @@ def work_of(result: painterly.Result, scales: int = 0) -> float:
     return sum(n * plans[i].size[0] * plans[i].size[1] / final for i, n in counts.items())
 
 
-def paint(pair: str, candidate: str, size: int, budget: float | None = None, scales: int = 0) -> dict:
+def paint(pair: str, candidate: str, size: int, budget: float | None = None, scales: int = 0,
+          cached_only: bool = False) -> dict | None:  # fmt: skip
     """Paint (or read from the cache) one pair with one candidate; the record and the image path.
 
     The plain recipe runs until its optimisation time reaches ``budget`` seconds (the default's for
@@ -187,6 +189,8 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
     for record_path in [folder / "record.json", *sorted((CACHE / "paint" / pair).glob(f"*{tail}/record.json"))]:
         if record_path.exists():
             return {**json.loads(record_path.read_text()), "candidate": candidate}
+    if cached_only:
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     if candidate == PLAIN:
         assert budget is not None
@@ -242,7 +246,7 @@ def content_record(pair: str) -> dict:
     return {"content": 1.0, "region": 1.0, "invented": 0.0, "style": 1.0}
 
 
-def grid(pair: str, records: list[dict], size: int, folder: Path) -> Path:
+def grid(name: str, pair: str, records: list[dict], size: int, folder: Path) -> Path:
     content, style, _ = PAIRS[pair]
     panels = [("content", resize(content.load(), size)), ("style", resize(style.load(), size))]
     for r in records:
@@ -250,7 +254,7 @@ def grid(pair: str, records: list[dict], size: int, folder: Path) -> Path:
         label += f"i {r['invented']:.2f} s {r['style']:.2f}"
         panels.append((label, load_image(r["image"])))
     folder.mkdir(parents=True, exist_ok=True)
-    return side_by_side(panels, folder / f"{pair}.jpg", width=180)
+    return side_by_side(panels, folder / f"{name}.jpg", width=size)
 
 
 def table(records: list[dict]) -> list[str]:
@@ -291,11 +295,19 @@ def summary(records: list[dict]) -> list[str]:
     return lines
 
 
-def write_doc(lines: list[str]) -> None:
-    old = DOC.read_text() if DOC.exists() else f"# Picture quality\n\n{START}\n{END}\n"
-    head, _, rest = old.partition(START)
-    _, _, tail = rest.partition(END)
-    atomic_write(DOC, head + START + "\n" + "\n".join(lines) + "\n" + END + tail)
+def write_doc(lines: list[str], key: str) -> None:
+    """Replace the tables between this run's markers (``<!-- quality:512:start -->``), added at the end if new."""
+    start, end = f"<!-- quality:{key}:start -->", f"<!-- quality:{key}:end -->"
+    old = DOC.read_text() if DOC.exists() else "# Picture quality\n"
+    if start not in old:
+        old = old.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, _, rest = old.partition(start)
+    _, _, tail = rest.partition(end)
+    atomic_write(DOC, head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+
+
+def _suffix(scales: int) -> str:
+    return "" if scales == 0 else "-coarse" if scales < 0 else f"-s{scales}"
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: C901
@@ -303,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     p.add_argument("--pairs", default="", help=f"comma-separated subset of: {', '.join(PAIRS)}")
     p.add_argument("--candidates", default="", help=f"comma-separated subset of: {', '.join(CANDIDATES)}")
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--scales", type=int, default=0, help="stop after this many scales (a look at the coarse ones)")
-    p.add_argument("--write", action="store_true", help="rewrite docs/quality.md's table and docs/img/quality/")
+    p.add_argument("--scales", type=int, default=0,
+                   help="stop after this many scales (the coarse ones); -1: before each ladder's last")  # fmt: skip
+    p.add_argument("--cached", action="store_true", help="paint nothing: report the paintings already cached")
+    p.add_argument("--write", action="store_true", help="rewrite this size's tables in docs/quality.md and its grids")
     args = p.parse_args(argv)
     pairs = [x for x in args.pairs.split(",") if x] or list(PAIRS)
     candidates = [x for x in args.candidates.split(",") if x] or list(CANDIDATES)
@@ -319,16 +333,26 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         for candidate in order:
             if candidate not in candidates and not (candidate == "default" and PLAIN in candidates):
                 continue
-            budget = done["default"]["seconds"] if candidate == PLAIN else None
-            done[candidate] = paint(pair, candidate, args.size, budget, args.scales)
-        records += [done[c] for c in candidates if c in done]
+            budget = done["default"]["seconds"] if candidate == PLAIN and "default" in done else None
+            if candidate == PLAIN and budget is None:
+                continue
+            scales = args.scales
+            if scales < 0:  # what the coarse scales hand the final one, whatever the ladder
+                scales = len(settings_for(candidate, args.size).scale_sizes()) - 1
+            record = paint(pair, candidate, args.size, budget, scales, args.cached)
+            if record is not None:
+                done[candidate] = record
         shown = [done[c] for c in candidates if c in done]
-        shipped = args.write and not args.scales and PAIRS[pair][0].file not in NOT_SHIPPABLE
-        grid(pair, shown, 180, GRIDS if shipped else CACHE / f"grids-{args.size}-s{args.scales}")
+        records += shown
+        if not shown:
+            continue
+        shipped = args.write and PAIRS[pair][0].file not in NOT_SHIPPABLE
+        name = f"{pair}-{args.size}{_suffix(args.scales)}"
+        grid(name, pair, shown, 240, GRIDS if shipped else CACHE / "grids")
     lines = [*summary(records), "", *table(records)]
     print("\n".join(lines))
     if args.write:
-        write_doc(lines)
+        write_doc(lines, f"{args.size}{_suffix(args.scales)}")
     return 0
 
 
