@@ -306,6 +306,23 @@ def write_doc(lines: list[str], key: str) -> None:
     atomic_write(DOC, head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
 
 
+STRIP = ("tubingen_starry", (0.0, 0.25, 0.5, 0.75, 1.0))
+
+
+def strength_strip(size: int, strengths: tuple[float, ...]) -> Path:
+    """docs/img/strength.jpg: one pair painted at each --strength (cached like the rest)."""
+    pair = STRIP[0]
+    panels = []
+    for value in strengths:
+        name = f"strength{value:g}"
+        CANDIDATES.setdefault(name, {"strength": value})
+        r = paint(pair, name, size)
+        s = settings_for(name, size).resolved()
+        label = f"--strength {value:g}\nβ {s.style_weight:.3g}, start {min(s.start_size, size)} px"
+        panels.append((label, load_image(r["image"])))
+    return side_by_side(panels, ROOT / "docs" / "img" / "strength.jpg", width=size)
+
+
 def _suffix(scales: int) -> str:
     return "" if scales == 0 else "-coarse" if scales < 0 else f"-s{scales}"
 
@@ -317,9 +334,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--scales", type=int, default=0,
                    help="stop after this many scales (the coarse ones); -1: before each ladder's last")  # fmt: skip
+    p.add_argument("--strip", action="store_true", help="only make docs/img/strength.jpg (at --size)")
     p.add_argument("--cached", action="store_true", help="paint nothing: report the paintings already cached")
     p.add_argument("--write", action="store_true", help="rewrite this size's tables in docs/quality.md and its grids")
     args = p.parse_args(argv)
+    if args.strip:
+        strengths = tuple(float(x) for x in args.candidates.split(",") if x) or STRIP[1]
+        say(f"wrote {strength_strip(args.size, strengths)}")
+        return 0
     pairs = [x for x in args.pairs.split(",") if x] or list(PAIRS)
     candidates = [x for x in args.candidates.split(",") if x] or list(CANDIDATES)
     unknown = [x for x in pairs if x not in PAIRS] + [x for x in candidates if x not in CANDIDATES]
