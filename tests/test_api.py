@@ -126,8 +126,9 @@ def test_coarse_to_fine_visits_each_scale_in_order(images):
 
 
 def test_scale_sizes_default_ladder():
-    assert Settings(size=512).scale_sizes() == [128, 181, 256, 362, 512]  # √2 steps
-    assert Settings(size=512, scale_step=2.0).scale_sizes() == [128, 256, 512]
+    assert Settings(size=512).scale_sizes() == [256, 362, 512]  # √2 steps from 256 px (docs/quality.md)
+    assert Settings(size=512, scale_step=2.0).scale_sizes() == [256, 512]
+    assert Settings(size=512, start_size=128).scale_sizes() == [128, 181, 256, 362, 512]  # the old ladder
     assert Settings(size=100).scale_sizes() == [100]
     assert Settings(size=512, scales=(512,)).scale_sizes() == [512]
 

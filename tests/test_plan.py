@@ -14,9 +14,9 @@ from painterly.plan import ScalePlan, evaluations, plan_scales, seconds_left
 def test_the_default_ladder_and_its_evaluations():
     s = Settings(size=512).resolved()
     plans = plan_scales(s, (384, 512))
-    assert [p.size for p in plans] == [(96, 128), (136, 181), (192, 256), (272, 362), (384, 512)]
-    assert [p.evaluations for p in plans] == [50, 50, 50, 50, 150]
-    assert evaluations(plans) == 350
+    assert [p.size for p in plans] == [(192, 256), (272, 362), (384, 512)]
+    assert [p.evaluations for p in plans] == [50, 50, 150]
+    assert evaluations(plans) == 250
 
 
 def test_a_thin_picture_starts_at_the_first_scale_it_fits_and_a_too_small_one_is_refused():

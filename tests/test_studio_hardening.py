@@ -106,12 +106,12 @@ def test_a_derived_style_size_past_the_pixel_limit_is_refused_before_it_runs(tmp
         content = upload(client, png_bytes(40, 30, seed=1))["ref"]
         style = upload(client, png_bytes(40, 30, seed=2))["ref"]
         body = {"content": content, "styles": [style], "settings": {"size": 256, "iterations": 3}}
-        assert client.post("/api/jobs", json=body).status_code == 201  # 256x192 output, style as big: fits
+        assert client.post("/api/jobs", json=body).status_code == 201  # 256x192 output (one scale), style as big: fits
         body["settings"]["style_scale"] = 2.0  # a 35-byte setting asking for a 512x384 style image
         response = client.post("/api/jobs", json=body)
         assert response.status_code == 400
         assert response.json()["error"] == (
-            "--style-scale: style 1 at scale 3 would be 512x384 = 196,608 pixels; the limit is 100,000"
+            "--style-scale: style 1 at scale 1 would be 512x384 = 196,608 pixels; the limit is 100,000"
         )
         assert len(client.get("/api/jobs").json()["jobs"]) == 1
 
