@@ -261,12 +261,17 @@ class JobQueue:
             return None
 
     def _save_checkpoint(self, job_id: str, live: Live, state: dict[str, Any]) -> None:
-        """Write a resumable state (atomically) and the loss curve up to it."""
+        """Write the loss curve up to a resumable state, then the state (atomically).
+
+        In this order a SIGKILL between the two leaves a curve that runs past the older checkpoint,
+        which the resume cuts back; the other way round the curve could stop short of the checkpoint
+        and the resumed job's curve would miss the evaluations between (seen once under load).
+        """
         from ..checkpoint import save_checkpoint
 
-        save_checkpoint(state, self.checkpoint_path(job_id))
         done = state["position"]["iteration"]
         self.store.update_job(job_id, history=[row for row in live.history if row[0] <= done])
+        save_checkpoint(state, self.checkpoint_path(job_id))
 
     def _on_step(self, job_id: str, live: Live, settings: Any, step: Any) -> None:
         losses = {k: float(v) for k, v in step.losses.items()}
