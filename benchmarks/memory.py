@@ -32,13 +32,42 @@ def _high_water_mark() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _live_sampler() -> list[float]:
+    """Peak bytes glibc's malloc has handed out and not taken back (mallinfo2: in use + mmapped),
+    sampled every 20 ms in a thread: what the run holds, beside VmHWM, which also counts what was
+    freed but kept for reuse (fragmentation). ``[peak]``, or ``[]`` where mallinfo2 is missing."""
+    import ctypes
+    import threading
+
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]  # fmt: skip
+
+    try:
+        info = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return []
+    info.restype = Info
+    peak = [0.0]
+
+    def sample() -> None:
+        while True:
+            m = info()
+            peak[0] = max(peak[0], m.uordblks + m.hblkhd)
+            time.sleep(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peak
+
+
 def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None) -> dict:
     import torch
 
     import painterly
     from painterly.device import reuse_freed_memory
-    from painterly.optimize import LBFGS_HISTORY_BYTES, MIN_HISTORY
+    from painterly.optimize import LBFGS_HISTORY_BYTES, MIN_HISTORY, optimizer_at
 
+    live = _live_sampler()
     start = time.perf_counter()
     with reuse_freed_memory():  # as the painterly command runs it
         result = painterly.stylize(
@@ -47,15 +76,19 @@ def child(size: int, final_evaluations: int, tile: int | None = None, weights: s
         )  # fmt: skip
     seconds = time.perf_counter() - start
     image_bytes = result.image.numel() * 4
+    optimizer = optimizer_at(result.settings.optimizer, result.image.numel())
     pairs = min(result.settings.history_size, max(MIN_HISTORY, LBFGS_HISTORY_BYTES // (2 * image_bytes)))
+    pairs = pairs if optimizer == "lbfgs" else 0
     pairs_held = max(0, final_evaluations - 1)  # L-BFGS stores one pair per step after the first
     return {
         "size": size,
         "width": int(result.image.shape[-1]),
         "height": int(result.image.shape[-2]),
         "peak_bytes": _high_water_mark(),
+        "peak_live_bytes": int(live[0]) if live else None,
         "history_to_come_bytes": max(0, pairs - pairs_held) * 2 * image_bytes,
         "history_pairs": int(pairs),
+        "optimizer": optimizer,
         "seconds": seconds,
         "evaluations": result.evaluations,
         "threads": torch.get_num_threads(),
