@@ -1,11 +1,12 @@
 """Peak resident memory of a painterly run by output size, each size in its own process.
 
-``python -m benchmarks.memory SIZE [FINAL_EVALS [TILE [WEIGHTS]]]`` runs painterly's default settings at
+``python -m benchmarks.memory SIZE [FINAL_EVALS [TILE [WEIGHTS [OPTIMIZER]]]]`` runs painterly's default settings at
 SIZE px on the final scale only, for a few evaluations: a run's peak is set at its finest scale, not
 by how many scales came before or how long it runs. It prints one JSON line: peak RSS (the kernel's
 high-water mark, VmHWM), seconds, and the L-BFGS history still to come, whose bound is added to give
 the peak of a full-length run. TILE is ``--tile`` (0: untiled; omitted: painterly's automatic choice);
-WEIGHTS ``random`` runs vgg16-hed's layout with seeded weights (memory does not depend on them).
+WEIGHTS ``random`` runs vgg16-hed's layout with seeded weights (memory does not depend on them;
+``hed``: the real ones); OPTIMIZER ``lbfgs`` (default) or ``adam``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _live_sampler() -> list[float]:
     return peak
 
 
-def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None) -> dict:
+def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None,
+          optimizer: str = "lbfgs") -> dict:  # fmt: skip
     import torch
 
     import painterly
@@ -72,7 +74,7 @@ def child(size: int, final_evaluations: int, tile: int | None = None, weights: s
     with reuse_freed_memory():  # as the painterly command runs it
         result = painterly.stylize(
             EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg", model="vgg16-hed", size=size,
-            iterations=final_evaluations, scales=(size,), tile=tile, weights=weights,
+            iterations=final_evaluations, scales=(size,), tile=tile, weights=weights, optimizer=optimizer,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     image_bytes = result.image.numel() * 4
@@ -117,6 +119,6 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     tile_arg = int(argv[2]) if len(argv) > 2 else -1
     evals = int(argv[1]) if len(argv) > 1 else 2
-    print(
-        json.dumps(child(int(argv[0]), evals, None if tile_arg < 0 else tile_arg, argv[3] if len(argv) > 3 else None))
-    )
+    weights_arg = argv[3] if len(argv) > 3 and argv[3] != "hed" else None
+    tile = None if tile_arg < 0 else tile_arg
+    print(json.dumps(child(int(argv[0]), evals, tile, weights_arg, argv[4] if len(argv) > 4 else "lbfgs")))
