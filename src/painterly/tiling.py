@@ -307,7 +307,7 @@ def release_freed(device: torch.device) -> None:
     next. The painterly command keeps freed memory for reuse (painterly.device.reuse_freed_memory),
     which suits an evaluation that allocates the same blocks every time; tiles of a few sizes,
     allocated between long-lived whole-picture buffers, instead left the heap ever more fragmented:
-    a 4096x3072 run held 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile
+    a 4096x3072 run's RSS ratcheted to 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile
     pays the page faults again (a few percent of its time). Elsewhere than Linux/glibc, and on GPUs,
     nothing to do."""
     if device.type != "cpu":
