@@ -1,11 +1,12 @@
 """Peak resident memory of a painterly run by output size, each size in its own process.
 
-``python -m benchmarks.memory SIZE [FINAL_EVALS [TILE [WEIGHTS]]]`` runs painterly's default settings at
+``python -m benchmarks.memory SIZE [FINAL_EVALS [TILE [WEIGHTS [OPTIMIZER]]]]`` runs painterly's default settings at
 SIZE px on the final scale only, for a few evaluations: a run's peak is set at its finest scale, not
 by how many scales came before or how long it runs. It prints one JSON line: peak RSS (the kernel's
 high-water mark, VmHWM), seconds, and the L-BFGS history still to come, whose bound is added to give
 the peak of a full-length run. TILE is ``--tile`` (0: untiled; omitted: painterly's automatic choice);
-WEIGHTS ``random`` runs vgg16-hed's layout with seeded weights (memory does not depend on them).
+WEIGHTS ``random`` runs vgg16-hed's layout with seeded weights (memory does not depend on them;
+``hed``: the real ones); OPTIMIZER ``lbfgs`` (default) or ``adam``.
 """
 
 from __future__ import annotations
@@ -32,30 +33,64 @@ def _high_water_mark() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None) -> dict:
+def _live_sampler() -> list[float]:
+    """Peak bytes glibc's malloc has handed out and not taken back (mallinfo2: in use + mmapped),
+    sampled every 20 ms in a thread: what the run holds, beside VmHWM, which also counts what was
+    freed but kept for reuse (fragmentation). ``[peak]``, or ``[]`` where mallinfo2 is missing."""
+    import ctypes
+    import threading
+
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]  # fmt: skip
+
+    try:
+        info = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return []
+    info.restype = Info
+    peak = [0.0]
+
+    def sample() -> None:
+        while True:
+            m = info()
+            peak[0] = max(peak[0], m.uordblks + m.hblkhd)
+            time.sleep(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peak
+
+
+def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None,
+          optimizer: str = "lbfgs") -> dict:  # fmt: skip
     import torch
 
     import painterly
     from painterly.device import reuse_freed_memory
-    from painterly.optimize import LBFGS_HISTORY_BYTES, MIN_HISTORY
+    from painterly.optimize import LBFGS_HISTORY_BYTES, MIN_HISTORY, optimizer_at
 
+    live = _live_sampler()
     start = time.perf_counter()
     with reuse_freed_memory():  # as the painterly command runs it
         result = painterly.stylize(
             EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg", model="vgg16-hed", size=size,
-            iterations=final_evaluations, scales=(size,), tile=tile, weights=weights,
+            iterations=final_evaluations, scales=(size,), tile=tile, weights=weights, optimizer=optimizer,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     image_bytes = result.image.numel() * 4
+    optimizer = optimizer_at(result.settings.optimizer, result.image.numel())
     pairs = min(result.settings.history_size, max(MIN_HISTORY, LBFGS_HISTORY_BYTES // (2 * image_bytes)))
+    pairs = pairs if optimizer == "lbfgs" else 0
     pairs_held = max(0, final_evaluations - 1)  # L-BFGS stores one pair per step after the first
     return {
         "size": size,
         "width": int(result.image.shape[-1]),
         "height": int(result.image.shape[-2]),
         "peak_bytes": _high_water_mark(),
+        "peak_live_bytes": int(live[0]) if live else None,
         "history_to_come_bytes": max(0, pairs - pairs_held) * 2 * image_bytes,
         "history_pairs": int(pairs),
+        "optimizer": optimizer,
         "seconds": seconds,
         "evaluations": result.evaluations,
         "threads": torch.get_num_threads(),
@@ -84,6 +119,6 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     tile_arg = int(argv[2]) if len(argv) > 2 else -1
     evals = int(argv[1]) if len(argv) > 1 else 2
-    print(
-        json.dumps(child(int(argv[0]), evals, None if tile_arg < 0 else tile_arg, argv[3] if len(argv) > 3 else None))
-    )
+    weights_arg = argv[3] if len(argv) > 3 and argv[3] != "hed" else None
+    tile = None if tile_arg < 0 else tile_arg
+    print(json.dumps(child(int(argv[0]), evals, tile, weights_arg, argv[4] if len(argv) > 4 else "lbfgs")))

@@ -152,3 +152,41 @@ def test_reuse_freed_memory_raises_malloc_thresholds_and_trims_even_on_error(mon
     monkeypatch.setattr(device, "_glibc", lambda: None)  # not glibc: nothing to do, no error
     with device.reuse_freed_memory():
         pass
+
+
+def test_lbfgs_state_is_budgeted_and_the_largest_scales_use_adam():
+    def pixels(h, w):
+        return 3 * h * w
+
+    assert optimize.history_at(20, pixels(1536, 2048)) == 20
+    assert optimize.history_at(20, pixels(3072, 4096)) == 3
+    assert optimize.optimizer_at("lbfgs", pixels(3072, 4096)) == "lbfgs"
+    assert optimize.optimizer_at("lbfgs", pixels(6144, 8192)) == "adam"
+    assert optimize.optimizer_at("adam", pixels(48, 64)) == "adam"
+
+
+def test_the_adam_fallback_takes_the_scaled_step(monkeypatch):
+    monkeypatch.setattr(optimize, "LBFGS_STATE_BYTES", 0)
+    x = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    opt = optimize.make_optimizer("lbfgs", x, 1.0, 20)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == pytest.approx(optimize.ADAM_LR_RATIO)
+
+
+def test_lbfgs_reads_the_gradient_in_place_and_steps_as_torch_does():
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8)
+    results = []
+    for cls in (torch.optim.LBFGS, optimize._LBFGS):
+        x = torch.zeros(1, 3, 8, 8, requires_grad=True)
+        opt = cls([x], lr=1.0, max_iter=1, history_size=5, tolerance_grad=-1, tolerance_change=-1)
+
+        def closure(x=x, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            loss = ((x - target) ** 4).sum()
+            loss.backward()
+            return loss
+
+        for _ in range(6):
+            opt.step(closure)
+        results.append(x.detach().clone())
+    assert torch.equal(results[0], results[1])

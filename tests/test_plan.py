@@ -42,3 +42,78 @@ def test_each_step_carries_the_work_left():
     painterly.stylize(content, style, size=32, scales=(16, 32), iterations=3, coarse_iterations=2,
                       callback=steps.append, **tiny)  # fmt: skip
     assert [s.work_left for s in steps] == [1 + 3 * 4, 0 + 3 * 4, 2, 1, 0]
+
+
+def test_modelled_seconds_count_what_is_left_at_each_scale():
+    from painterly.plan import modelled_seconds
+
+    plans = [ScalePlan((64, 64), 10), ScalePlan((128, 128), 4)]
+    per_pixel = lambda size: size[0] * size[1] * 1e-3  # noqa: E731
+    assert modelled_seconds(plans, per_pixel) == pytest.approx(10 * 4.096 + 4 * 16.384)
+    assert modelled_seconds(plans, per_pixel, 0, 6) == pytest.approx(4 * 4.096 + 4 * 16.384)
+    assert modelled_seconds(plans, per_pixel, 1) == pytest.approx(4 * 16.384)
+    assert modelled_seconds(plans, per_pixel, 2) == 0.0
+
+
+def test_a_long_run_times_one_evaluation_and_its_steps_carry_the_model(monkeypatch):
+    import io
+
+    from painterly import api
+    from painterly.progress import ProgressBar
+
+    monkeypatch.setattr(api, "ESTIMATE_ABOVE_PIXELS", 0)  # every run is "long"
+    monkeypatch.setattr(api, "CALIBRATE_SIDE", 32)
+    steps = []
+    gen = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 32, 32, generator=gen), torch.rand(1, 3, 32, 32, generator=gen)
+    tiny = dict(weights="random", model="vgg16", content_layer="relu1_2", style_layers=("relu1_2",))
+    out = io.StringIO()
+    bar = ProgressBar(file=out, log_every=0)
+    painterly.stylize(content, style, size=32, scales=(16, 32), iterations=3, coarse_iterations=2,
+                      callback=lambda s: (steps.append(s), bar(s)), **tiny)  # fmt: skip
+    assert [s.here_left for s in steps] == [1, 0, 2, 1, 0]
+    later = [s.later_seconds for s in steps]
+    assert later[0] == later[1] > 0 and later[2:] == [0.0, 0.0, 0.0]
+    first = out.getvalue().splitlines()[0]
+    assert first.startswith("painterly: 5 evaluations over 2 scales, about ") and "in all" in first
+
+
+def test_a_short_run_has_no_time_model():
+    steps = []
+    gen = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 32, 32, generator=gen), torch.rand(1, 3, 32, 32, generator=gen)
+    tiny = dict(weights="random", model="vgg16", content_layer="relu1_2", style_layers=("relu1_2",))
+    painterly.stylize(content, style, size=32, scales=(32,), iterations=2, callback=steps.append, **tiny)
+    assert all(s.later_seconds is None for s in steps)
+
+
+def test_the_progress_line_adds_this_scales_measured_rate_to_the_models_later_scales():
+    import io
+    from types import SimpleNamespace
+
+    from painterly.progress import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar(file=out, log_every=0)
+    step = SimpleNamespace(iteration=1, total=10, scale=0, scales=2, size=(8, 8), losses={"total": 1.0},
+                           elapsed=2.0, work_left=9, later_seconds=100.0, here_left=4)  # fmt: skip
+    bar(step)
+    lines = out.getvalue().splitlines()
+    assert "about 2 min in all" in lines[0]  # 2 s done + 4 x 2 s here + 100 s later = 110 s
+    assert "about 2 min left" in lines[1]
+
+
+def test_scales_over_a_megapixel_get_fewer_evaluations_and_the_default_picture_none():
+    from painterly.plan import FINE_MIN, FINE_PIXELS, fine_evaluations
+
+    assert [p.evaluations for p in plan_scales(Settings(size=1024).resolved(), (768, 1024))][-1] == 150
+    plans = plan_scales(Settings(size=4096).resolved(), (3072, 4096))
+    counts = [p.evaluations for p in plans]
+    assert counts == [fine_evaluations(50, p.size[0] * p.size[1]) for p in plans[:-1]] + [counts[-1]]
+    assert counts[-1] == round(150 * (FINE_PIXELS / (3072 * 4096)) ** 0.5) < 150
+    small = sum(1 for p in plans if p.size[0] * p.size[1] <= FINE_PIXELS)  # 256 to 1024 px: untouched
+    assert small == 5 and counts[:small] == [50] * small
+    assert counts[small:] == sorted(counts[small:-1], reverse=True) + [counts[-1]]
+    assert fine_evaluations(5, 10**9) == 5 and fine_evaluations(50, 10**9) == FINE_MIN
+    untapered = plan_scales(Settings(size=4096, taper=False).resolved(), (3072, 4096))
+    assert [p.evaluations for p in untapered] == [50] * (len(plans) - 1) + [150]

@@ -150,3 +150,52 @@ def test_tiled_gradient_equals_untiled_with_the_wasserstein_style_loss():
         assert _rel(tiled, whole) < 1e-4
         # W2 is a difference of traces: float32 sums in another order move it by ~1e-7 absolute.
         assert terms == pytest.approx(whole_terms, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1536, 2048), (3072, 4096), (6144, 8192), (37, 53), (600, 100)])
+def test_the_grid_partitions_the_picture_in_aligned_cores_within_the_tile(size):
+    h, w = size
+    tile, halo, align = (16, 20, 4) if h < 100 else (1024, 96, 16)
+    cover = torch.zeros(h, w, dtype=torch.int32)
+    n = 0
+    for t in tiling.tiles(h, w, tile, halo, align):
+        (r0, r1), (c0, c1) = t.core_rows, t.core_cols
+        assert r0 % align == 0 and c0 % align == 0 and t.rows[0] % align == 0 and t.cols[0] % align == 0
+        assert (r1 - r0) * (c1 - c0) <= tile * tile
+        assert t.rows == (max(0, r0 - halo), min(h, r1 + halo)) and t.cols == (max(0, c0 - halo), min(w, c1 + halo))
+        cover[r0:r1, c0:c1] += 1
+        n += 1
+    assert bool((cover == 1).all())
+    if size == (1536, 2048):  # 4 cores of 768x1024, not 2048-wide strips: fewer tile pixels
+        assert n == 4
+
+
+def test_a_picture_that_fits_one_tile_is_one_tile():
+    assert len(list(tiling.tiles(700, 900, 1024, 96, 16))) == 1
+
+
+def test_tiles_that_recompute_give_the_same_gradient(monkeypatch):
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    _, kept = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    monkeypatch.setattr(tiling, "TILE_RECOMPUTE_ABOVE", 0)
+    _, recomputed = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(recomputed, kept) < 1e-6
+
+
+def test_a_bfloat16_network_keeps_its_tiled_content_target_in_bfloat16():
+    net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0))
+    net.compute_dtype = torch.bfloat16
+    content, styles, masks, image = _images(80, 72)
+    layers = list(SHALLOW)
+    objective = Objective(
+        net, content, styles, content_layer="relu2_2", style_layers=layers,
+        weights=Weights(1.0, 1e3, 1.0, dict.fromkeys(layers, 1.0)), blend_weights=[1.0, 2.0],
+        output_area=float(80 * 72), tile=32,
+    )  # fmt: skip
+    assert objective.content_target.dtype == torch.bfloat16
+    exact = net(content)["relu2_2"]
+    assert _rel(objective.content_target.float(), exact) < 1e-2
+    x = image.clone().requires_grad_(True)
+    objective(x)["total"].backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -28,7 +28,7 @@ from .image import DEFAULT_MAX_PIXELS, ImageLike, as_image, as_mask, resize, res
 from .network import build_network, resolve_precision
 from .objective import Problem
 from .optimize import Step, Terms, run_scales, upsample
-from .plan import plan_scales
+from .plan import ScalePlan, plan_scales, scaled
 
 
 @dataclass
@@ -119,13 +119,18 @@ def stylize(
     def save(state: dict[str, Any]) -> None:
         on_checkpoint(ckpt.make_checkpoint(s, inputs, state))
 
+    seconds_at = None
+    if callback is not None and _long(plans):
+        with memory_guard(lambda: working_on[0]):
+            seconds_at = time_model(problem)
+
     with memory_guard(lambda: working_on[0]):
         out = run_scales(
             plans, objective, lambda size: _start(s, problem, start, size), device=problem.device,
             optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size, callback=emit, stop=stop,
             resume=resume, checkpoint_every=checkpoint_every,
             on_checkpoint=None if on_checkpoint is None else save, average=s.iterate_average,
-            detail=detail if s.carry_detail else None,
+            detail=detail if s.carry_detail else None, seconds_at=seconds_at,
         )  # fmt: skip
     image = color.with_chroma_of(out.image, content_full) if s.preserve_color == "luminance" else out.image
     final = ckpt.make_checkpoint(s, inputs, out.state()) if out.interrupted and out.params is not None else None
@@ -202,6 +207,54 @@ def build_problem(
     device = resolve_device(s.device)
     net = build_network(s, device, resolve_precision(s.precision, device))
     return Problem.build(net, content, style_images, s, mask_list, device)
+
+
+# A run whose final scale has at least this many pixels gets a time model (the progress line's
+# estimate before and during the run): one evaluation at CALIBRATE_SIDE px is timed first (~0.5 s).
+ESTIMATE_ABOVE_PIXELS = 1_000_000
+CALIBRATE_SIDE = 512
+
+
+def _long(plans: Sequence[ScalePlan]) -> bool:
+    return plans[-1].size[0] * plans[-1].size[1] >= ESTIMATE_ABOVE_PIXELS
+
+
+def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
+    """seconds_at((height, width)): one evaluation's seconds, modelled from a timed one at
+    :data:`CALIBRATE_SIDE` px (the faster of two: the first pays one-off set-up), in proportion to
+    the pixels, times the measured cost of recomputing (above the network's recompute size) or of
+    the tiled evaluation where the run tiles (BENCHMARKS.md, "Print size")."""
+    import copy
+    import time
+
+    from .network import RECOMPUTE_COST
+    from .tiling import TILED_COST, choose_tile
+
+    s = problem.settings
+    height, width = problem.content.shape[-2:]
+    ref = scaled(height, width, min(CALIBRATE_SIDE, max(height, width)))
+    untiled = copy.copy(problem)
+    untiled.settings = dataclasses.replace(s, tile=0)
+    objective = untiled.objective_at(ref)
+    start = resize_to(problem.content, ref).to(problem.device)
+    times = []
+    for _ in range(2):
+        x = start.clone().requires_grad_(True)
+        began = time.perf_counter()
+        objective(x)["total"].backward()
+        times.append(time.perf_counter() - began)
+    per_pixel = min(times) / (ref[0] * ref[1])
+    recompute_above = problem.net.recompute_above
+
+    def seconds_at(size: tuple[int, int]) -> float:
+        pixels = size[0] * size[1]
+        if choose_tile(s.tile, size, problem.device):
+            factor = TILED_COST
+        else:
+            factor = RECOMPUTE_COST if pixels > recompute_above else 1.0
+        return per_pixel * pixels * factor
+
+    return seconds_at
 
 
 def _start(s: Settings, problem: Problem, start: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:

@@ -184,6 +184,11 @@ class Settings:
         metadata={"help": "evaluate the network in tiles of this many pixels a side, exactly (0: never; "
                   "default: when the picture would not fit in memory)"},
     )  # fmt: skip
+    taper: bool = field(
+        default=True,
+        metadata={"help": "fewer evaluations at scales over 1 MP (they only sharpen; measured in BENCHMARKS.md); "
+                  "off: every scale gets --iterations / --coarse-iterations"},
+    )  # fmt: skip
 
     def model_defaults(self) -> ModelDefaults:
         if self.model not in MODEL_DEFAULTS:

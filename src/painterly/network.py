@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # the rest during the backward pass (activation checkpointing): ~25 % more arithmetic for half the
 # memory. A 2048x1536 evaluation of vgg16-hed peaks at 6.9 GiB without it (see BENCHMARKS.md).
 RECOMPUTE_ABOVE_PIXELS = 1_500_000
+# What recomputing costs, relative to an evaluation that keeps everything (the time model's factor,
+# painterly.api.time_model).
+RECOMPUTE_COST = 1.25
 
 # Below this many pixels bfloat16's conversions cost more than its faster multiplies save (one
 # vgg16-hed evaluation at 24x32: 0.033 s in bfloat16, 0.024 s in float32; at 48x64 0.039 vs 0.055).

@@ -366,11 +366,12 @@ class Objective:
             if layer not in feats:
                 continue
             if t is None:
-                return feats[layer]
+                return feats[layer].to(self.tiler.target_dtype)
             if out is None:
                 size = self.tiler.layer_size(layer, *content.shape[-2:])
-                out = feats[layer].new_empty((*feats[layer].shape[:2], *size))
+                out = feats[layer].new_empty((*feats[layer].shape[:2], *size), dtype=self.tiler.target_dtype)
             out[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]] = feats[layer]
+            del feats  # before the next tile's forward: one tile's taps at a time
         return out
 
     def _grams(self, image: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -398,6 +399,7 @@ class Objective:
                 f = f if m is None else f * m[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]]
                 g = gram_matrix(f)
                 sums[layer] = g if layer not in sums else sums[layer] + g
+            del feats, f  # before the next tile's forward: one tile's taps at a time
         for layer, g in sums.items():
             m = masks[layer]
             at = self.tiler.layer_size(layer, *image.shape[-2:])

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .plan import ScalePlan, evaluations, seconds_left
+from .plan import ScalePlan, evaluations, modelled_seconds, seconds_left
 
 # A non-finite loss rolls back to the last good image and retries with a halved step this often.
 MAX_NONFINITE_RETRIES = 4
@@ -40,6 +40,10 @@ class Step:
     # Evaluations still to come, each counted at this scale's cost (a later scale's by its pixels):
     # times the seconds per evaluation measured at this scale, the time the run still needs.
     work_left: float = 0.0
+    # With a time model (a long run, see painterly.api): its seconds for the scales after this one,
+    # and this scale's evaluations still to come; the progress line adds the two parts.
+    later_seconds: float | None = None
+    here_left: int = 0
 
 
 @dataclass
@@ -92,16 +96,54 @@ LBFGS_HISTORY_BYTES = 3 * 2**30 // 2
 MIN_HISTORY = 3
 
 
+# L-BFGS's whole state (its history and the image-sized buffers of its step) is kept within
+# LBFGS_STATE_BYTES: besides x, its gradient and the last good image, a step holds LBFGS_WORK_IMAGES
+# of them (the previous gradient, the old and the new direction, q, and the new pair y, s, one
+# passing) and 2 per history pair. The history shrinks to fit (2048x1536 keeps its 20 pairs,
+# 4096x3072 gets 3); where even MIN_HISTORY pairs would not fit (8192x6144: 13 images, 7.3 GiB), the
+# scale is optimised with Adam instead (2 moments and 2 passing buffers, 2.3 GiB), its step the
+# L-BFGS step times ADAM_LR_RATIO (Adam's default 0.02 for L-BFGS's 1). BENCHMARKS.md ("Print
+# size") measures the peaks and compares the two.
+LBFGS_STATE_BYTES = 2 * 2**30
+LBFGS_WORK_IMAGES = 7
+ADAM_LR_RATIO = 0.02
+
+
+def history_at(history_size: int, numel: int, element_size: int = 4) -> int:
+    """L-BFGS history pairs at a scale of ``numel`` image values (below MIN_HISTORY: use Adam)."""
+    image = numel * element_size
+    pairs = min(history_size, max(MIN_HISTORY, LBFGS_HISTORY_BYTES // (2 * image)))
+    return min(pairs, max(0, (LBFGS_STATE_BYTES - LBFGS_WORK_IMAGES * image) // (2 * image)))
+
+
+def optimizer_at(name: str, numel: int, element_size: int = 4, history_size: int = 20) -> str:
+    """The optimiser a scale of ``numel`` image values really uses: ``name``, or Adam where
+    L-BFGS's state would not fit its budget (see :data:`LBFGS_STATE_BYTES`)."""
+    return "adam" if name == "lbfgs" and history_at(history_size, numel, element_size) < MIN_HISTORY else name
+
+
+class _LBFGS(torch.optim.LBFGS):
+    """torch's L-BFGS, its flat gradient a view of the one parameter's gradient instead of a copy
+    (one image fewer; L-BFGS reads it and never writes it)."""
+
+    def _gather_flat_grad(self):
+        params = self._params
+        if len(params) == 1 and params[0].grad is not None and not params[0].grad.is_sparse:
+            grad = params[0].grad
+            if grad.is_contiguous() and not torch.is_complex(grad):
+                return grad.view(-1)
+        return super()._gather_flat_grad()
+
+
 def make_optimizer(name: str, param: torch.Tensor, lr: float, history_size: int) -> torch.optim.Optimizer:
+    if optimizer_at(name, param.numel(), param.element_size(), history_size) != name:
+        name, lr = "adam", lr * ADAM_LR_RATIO
     if name == "adam":
         return torch.optim.Adam([param], lr=lr, betas=(0.9, 0.99))
-    pair_bytes = 2 * param.numel() * param.element_size()
-    history_size = min(history_size, max(MIN_HISTORY, LBFGS_HISTORY_BYTES // pair_bytes))
+    history_size = max(1, history_at(history_size, param.numel(), param.element_size()))
     # max_iter=1: each step() is exactly one evaluation, so progress, stop requests and NaN checks
     # happen between evaluations, and the state survives across calls (and checkpoints).
-    return torch.optim.LBFGS(
-        [param], lr=lr, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1
-    )
+    return _LBFGS([param], lr=lr, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1)
 
 
 def upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -125,6 +167,7 @@ def run_scales(
     checkpoint_every: float = 0.0,
     average: float = 0.0,
     detail: Callable[[tuple[int, int], tuple[int, int]], torch.Tensor] | None = None,
+    seconds_at: Callable[[tuple[int, int]], float] | None = None,
 ) -> LoopResult:
     """Optimise on ``device`` at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
 
@@ -132,7 +175,8 @@ def run_scales(
     interrupted run) the loop restarts exactly where it stopped. ``on_checkpoint``, if given,
     receives the same state (position, params, optimizer, history) every ``checkpoint_every``
     seconds, between evaluations, so a run killed outright (SIGKILL, out of memory, power) can
-    resume from it too.
+    resume from it too. ``seconds_at(size)``, a model of one evaluation's seconds, gives each
+    :class:`Step` the time the later scales need (``later_seconds``).
 
     With ``average`` (a decay in (0, 1); 0: off) each scale's result, carried up to the next scale
     and returned at the last, is the bias-corrected exponential moving average of the images it
@@ -143,7 +187,7 @@ def run_scales(
     [0, 1]): what the content loses between the two sizes, so the finer scale does not start blurry.
     """
     loop = _Loop(plans, device, optimizer, lr, history_size, callback, stop, on_checkpoint, checkpoint_every)
-    loop.decay = average
+    loop.decay, loop.seconds_at = average, seconds_at
     image, opt_state = loop.restore(resume)
     for index in range(loop.pos.scale, len(plans)):
         size = plans[index].size
@@ -177,6 +221,7 @@ class _Loop:
         self.good: torch.Tensor | None = None  # the last image whose evaluation was finite
         self.decay = 0.0  # iterate average's decay (0: off), and the scale's running sum (not yet unbiased)
         self.average: torch.Tensor | None = None
+        self.seconds_at: Callable[[tuple[int, int]], float] | None = None
 
     def restore(self, resume: dict[str, Any] | None) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
         image = opt_state = None
@@ -215,7 +260,7 @@ class _Loop:
         plan, pos = self.plans[index], self.pos
         x = image.detach().to(device=self.device).contiguous()  # L-BFGS flattens grads: keep NCHW
         x.requires_grad_(True)
-        self.good = x.detach().clone()
+        self.good = x.detach().clone()  # the last image whose evaluation was finite
         if self.average is not None:
             self.average = self.average.to(self.device)
         opt = make_optimizer(self.optimizer, x, self.lr * pos.lr_factor, self.history_size)
@@ -229,6 +274,10 @@ class _Loop:
             if not torch.isfinite(terms["total"]):
                 raise _NonFinite
             terms["total"].backward()
+            # x is still the image evaluated (the optimiser moves it after this): it becomes the
+            # good one in place, so the loop holds no third image (0.56 GiB at 8192x6144).
+            with torch.no_grad():
+                self.good.copy_(x)
             last.clear()
             last.update(terms)
             return terms["total"]
@@ -237,7 +286,6 @@ class _Loop:
         while pos.done < plan.evaluations:
             if self.stop is not None and self.stop.is_set():
                 return self.result(self.output().cpu(), True, opt.state_dict(), "", x.detach().cpu())
-            evaluated = x.detach().clone()
             try:
                 opt.step(closure)
             except _NonFinite:
@@ -254,8 +302,7 @@ class _Loop:
                 continue
             with torch.no_grad():
                 x.clamp_(0, 1)  # the box constraint: pixels stay displayable
-            self.good = evaluated
-            self._accumulate(evaluated)
+            self._accumulate(self.good)  # the image just evaluated (the closure copied it in)
             self._record(index, last)
             self._maybe_checkpoint(plan, x, opt)
         return None
@@ -270,8 +317,12 @@ class _Loop:
         if self.callback is not None:
             plan = self.plans[index]
             left = seconds_left(self.plans, index, pos.done, 1.0)
+            image = self.good.cpu()
+            image = image.clone() if image is self.good else image  # good is overwritten by the next evaluation
+            later = None if self.seconds_at is None else modelled_seconds(self.plans, self.seconds_at, index + 1)
             self.callback(Step(pos.iteration, self.total, index, len(self.plans), plan.size, self.losses,
-                               self.elapsed(), self.good.cpu(), work_left=left))  # fmt: skip
+                               self.elapsed(), image, work_left=left, later_seconds=later,
+                               here_left=max(0, plan.evaluations - pos.done)))  # fmt: skip
 
     def _maybe_checkpoint(self, plan: ScalePlan, x: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         # Not after a scale's last evaluation: resuming there would carry up the optimiser's point

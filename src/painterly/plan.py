@@ -8,7 +8,7 @@ starts its pyramid at the first scale it fits); a final scale too small is a one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .config import Settings
@@ -34,7 +34,8 @@ def plan_scales(s: Settings, shape: tuple[int, int], *, what: str = "the content
     """The scales of a run of resolved settings ``s`` on a picture of (height, width) ``shape``.
 
     The last scale is the output (its longest side ``s.size``) and gets ``s.iterations``
-    evaluations; each coarser one gets ``s.coarse_iterations``.
+    evaluations; each coarser one gets ``s.coarse_iterations``; with ``s.taper`` (the default) a
+    scale over :data:`FINE_PIXELS` gets fewer (:func:`fine_evaluations`).
     """
     height, width = scaled(*shape, s.size)
     need = min_side(s.model_defaults().arch, (s.content_layer, *s.style_layers))
@@ -48,13 +49,39 @@ def plan_scales(s: Settings, shape: tuple[int, int], *, what: str = "the content
                 continue
             raise InputError(f"at {longest} px {what} is {w}x{h}, smaller than the {need} px the network needs; "
                              "raise --size")  # fmt: skip
-        plans.append(ScalePlan((h, w), s.iterations if final else s.coarse_iterations))
+        n = s.iterations if final else s.coarse_iterations
+        plans.append(ScalePlan((h, w), fine_evaluations(n, h * w) if s.taper else n))
     return plans
+
+
+# A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out, and its
+# loss stops falling sooner (BENCHMARKS.md, "Print size", measures it): its evaluations are the
+# settings' count times (FINE_PIXELS / pixels) ** FINE_EXPONENT, at least FINE_MIN. Pictures up
+# to 1024x1024 (the 512 px default among them) keep the settings' counts exactly.
+FINE_PIXELS = 1024 * 1024
+FINE_EXPONENT = 0.5
+FINE_MIN = 10
+
+
+def fine_evaluations(evaluations: int, pixels: int) -> int:
+    """Evaluations for a scale of ``pixels`` whose settings ask for ``evaluations``."""
+    if pixels <= FINE_PIXELS or evaluations <= FINE_MIN:
+        return evaluations
+    return max(FINE_MIN, round(evaluations * (FINE_PIXELS / pixels) ** FINE_EXPONENT))
 
 
 def evaluations(plans: Sequence[ScalePlan]) -> int:
     """Evaluations in all scales."""
     return sum(p.evaluations for p in plans)
+
+
+def modelled_seconds(plans: Sequence[ScalePlan], seconds_at: Callable[[tuple[int, int]], float], scale: int = 0,
+                     done: int = 0) -> float:  # fmt: skip
+    """Time the scales from ``scale`` on still need (``done`` of its evaluations finished), by a
+    model of one evaluation's seconds at each (height, width): ``seconds_at``."""
+    left = sum(max(0, p.evaluations - (done if i == scale else 0)) * seconds_at(p.size)
+               for i, p in enumerate(plans) if i >= scale)  # fmt: skip
+    return max(0.0, float(left))
 
 
 def seconds_left(plans: Sequence[ScalePlan], scale: int, done: int, seconds_per_evaluation: float) -> float:

@@ -30,6 +30,10 @@ class ProgressBar:
         if self.disable:
             return
         left = self.rate(step)
+        if getattr(step, "later_seconds", None) is not None and step.iteration == 1 and left is not None:
+            # A long run says what it will take before it is under way (after its first, smallest evaluation).
+            self.write(f"painterly: {step.total} evaluations over {step.scales} scales, about "
+                       f"{duration(step.elapsed + left)} in all (from a timed evaluation)")  # fmt: skip
         if self.interactive is None:
             stream = self.file or sys.stderr
             self.interactive = bool(getattr(stream, "isatty", lambda: False)())
@@ -92,9 +96,13 @@ class TimeLeft:
                 self.since, self.first = step.elapsed, step.iteration
         self.last = step.elapsed
         done = step.iteration - self.first
+        later = getattr(step, "later_seconds", None)  # a long run's model for the scales to come
         if done <= 0 or step.elapsed <= self.since:
-            return None
-        return step.work_left * (step.elapsed - self.since) / done
+            return later
+        rate = (step.elapsed - self.since) / done
+        if later is not None:
+            return step.here_left * rate + later
+        return step.work_left * rate
 
 
 def duration(seconds: float) -> str:

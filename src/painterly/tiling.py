@@ -49,8 +49,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from .network import VGGFeatures
+from .network import VGGFeatures, _run
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise.
 DEFAULT_TILE = 1024
@@ -58,6 +59,21 @@ DEFAULT_TILE = 1024
 # The module after which tiling stops (None: the whole network is tiled); see the module docstring
 # and BENCHMARKS.md ("Print size") for the measurement that chose it.
 TILE_DEPTH: str | None = None
+
+# A tile's input above this many pixels keeps only its taps for the backward and recomputes the
+# rest (as the untiled network does above RECOMPUTE_ABOVE_PIXELS): the tile's working set is what
+# the picture's size does not pay for; BENCHMARKS.md ("Print size") measures it.
+TILE_RECOMPUTE_ABOVE = 1_000_000
+
+# Pass 2 starts with the tile pass 1 ended with, from the graph pass 1 kept (one forward fewer), and
+# an unmasked Gram's backward is one channels-last product in the features' precision; both can be
+# turned off only for benchmarks.tiling, which measures what each saves.
+KEEP_LAST_TILE = True
+CHANNELS_LAST_GRAM = True
+
+# A tiled evaluation's cost relative to an untiled one (the time model's factor, painterly.api.time_model;
+# BENCHMARKS.md, "Print size", measures it).
+TILED_COST = 1.5
 
 # Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
 # 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
@@ -120,13 +136,48 @@ class Tile:
     core_cols: tuple[int, int]
 
 
+def _cuts(length: int, parts: int, align: int) -> list[tuple[int, int]]:
+    """``length`` cut into ``parts`` cores of equal side rounded up to ``align`` (the last one shorter)."""
+    step = align * max(1, math.ceil(length / parts / align))
+    return [(a, min(length, a + step)) for a in range(0, length, step)]
+
+
+def grid(
+    height: int, width: int, tile: int, halo: int, align: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Row and column cuts of the cores: no core larger than ``tile``² pixels, and of all such grids
+    the one whose tiles (cores widened by ``halo``, clipped at the picture's edge) hold the fewest
+    pixels: a 2048x1536 picture with ``tile`` 1024 is cut in 3 full-width strips (3.9 MP of tile
+    inputs), not 4 squares (the old grid's; 3.9 MP too, but 4 tiles), and a picture that fits one
+    tile is one tile."""
+    budget = tile * tile
+    best = None
+    for rows in range(1, math.ceil(height / align) + 1):
+        r = _cuts(height, rows, align)
+        side = r[0][1] - r[0][0]
+        if side * min(width, align) > budget:
+            continue
+        cols = max(1, math.ceil(width / max(align, (budget // side) // align * align)))
+        c = _cuts(width, cols, align)
+        if side * (c[0][1] - c[0][0]) > budget:
+            continue
+        rin = sum(min(height, b + halo) - max(0, a - halo) for a, b in r)
+        cin = sum(min(width, b + halo) - max(0, a - halo) for a, b in c)
+        cost = rin * cin
+        if best is None or cost < best[0]:
+            best = (cost, r, c)
+        if len(r) * len(c) > 4096:
+            break
+    if best is None:  # a tile smaller than one aligned cell: cells
+        return _cuts(height, math.ceil(height / align), align), _cuts(width, math.ceil(width / align), align)
+    return best[1], best[2]
+
+
 def tiles(height: int, width: int, tile: int, halo: int, align: int) -> Iterator[Tile]:
-    """Cores of side ``tile`` (rounded up to ``align``) covering the picture, each widened by ``halo``."""
-    step = align * max(1, math.ceil(tile / align))
-    for r0 in range(0, height, step):
-        r1 = min(height, r0 + step)
-        for c0 in range(0, width, step):
-            c1 = min(width, c0 + step)
+    """Cores of at most ``tile``² pixels (see :func:`grid`) covering the picture, each widened by ``halo``."""
+    rows, cols = grid(height, width, tile, halo, align)
+    for r0, r1 in rows:
+        for c0, c1 in cols:
             yield Tile((max(0, r0 - halo), min(height, r1 + halo)), (max(0, c0 - halo), min(width, c1 + halo)),
                        (r0, r1), (c0, c1))  # fmt: skip
 
@@ -140,6 +191,14 @@ class Tiler:
         self.head = len(names) if depth is None or depth not in names[:-1] else names.index(depth) + 1
         self.halo, self.align = halo_for(names, self.head - 1)
         self.strides = {name: conv_reach(names, i)[1] for i, name in enumerate(names)}
+
+    @property
+    def target_dtype(self) -> torch.dtype:
+        """The content target's storage: the arithmetic the optimised image's features come in (a
+        bfloat16 network's features are compared with a bfloat16 target, half the memory of a
+        float32 one: 1.5 GiB instead of 3 at relu3_3 of an 8192x6144 picture); float32 otherwise."""
+        low = self.net.compute_dtype
+        return low if low in (torch.bfloat16, torch.float16) else torch.float32
 
     @property
     def split(self) -> bool:
@@ -178,7 +237,20 @@ class Tiler:
             x = x.to(mods[0].weight.dtype)
         x = x.contiguous(memory_format=torch.channels_last)
         out = {}
-        for name, module in zip(net.names[: self.head], mods):
+        names = net.names[: self.head]
+        if x.requires_grad and x.shape[-2] * x.shape[-1] > TILE_RECOMPUTE_ABOVE:
+            # As the untiled network does above its size: keep only the taps (and the head's
+            # output), re-run each stretch between them in the backward.
+            start = 0
+            for end, name in enumerate(names):
+                if name not in taps and end < len(names) - 1:
+                    continue
+                x = checkpoint(_run, mods[start : end + 1], x, use_reentrant=False)
+                if name in taps:
+                    out[name] = x
+                start = end + 1
+            return out, x
+        for name, module in zip(names, mods):
             x = module(x)
             if name in taps:
                 out[name] = x
@@ -218,11 +290,33 @@ class Tiler:
         with torch.no_grad():
             for t in self.tiles(h, w):
                 feats, x = self.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
-                yield t, {k: v[..., self.core(k, t)[0], self.core(k, t)[1]] for k, v in feats.items()}
+                cores = {k: v[..., self.core(k, t)[0], self.core(k, t)[1]] for k, v in feats.items()}
+                del feats
+                yield t, cores
+                del cores
                 if self.split:
                     assembled = self.assemble(assembled, x, t, h, w)
+                del x
+                release_freed(image.device)
             if self.split:
                 yield None, self.run_tail(assembled, low, taps - head_taps)
+
+
+def release_freed(device: torch.device) -> None:
+    """Hand the memory freed by one tile back to the system (glibc's ``malloc_trim``) before the
+    next. The painterly command keeps freed memory for reuse (painterly.device.reuse_freed_memory),
+    which suits an evaluation that allocates the same blocks every time; tiles of a few sizes,
+    allocated between long-lived whole-picture buffers, instead left the heap ever more fragmented:
+    a 4096x3072 run's RSS ratcheted to 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile
+    pays the page faults again (a few percent of its time). Elsewhere than Linux/glibc, and on GPUs,
+    nothing to do."""
+    if device.type != "cpu":
+        return
+    from .device import _glibc
+
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _empty_like_at(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -239,6 +333,18 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
 def _positions_times(f: torch.Tensor, sym: torch.Tensor) -> torch.Tensor:
     """Σ_j f[b, j, p] sym[b, j, k] for features (B, K, h, w) and (B, K, K): the Gram's backward."""
     return torch.einsum("bjhw,bjk->bkhw", f, sym)
+
+
+def _channels_last_times(f: torch.Tensor, sym: torch.Tensor) -> torch.Tensor:
+    """:func:`_positions_times` for features ``f`` in their own dtype, computed as (H·W, K) @ (K, K)
+    in channels-last layout (as :class:`painterly.objective._Gram`'s backward does)."""
+    with torch.no_grad():
+        f = f.detach().contiguous(memory_format=torch.channels_last)
+        b, k, h, w = f.shape
+        out = torch.empty_like(f, memory_format=torch.channels_last)
+        rows, dst = f.permute(0, 2, 3, 1).reshape(b, h * w, k), out.permute(0, 2, 3, 1).view(b, h * w, k)
+        torch.matmul(rows, sym.detach().to(f.dtype), out=dst)
+    return out
 
 
 class TiledEvaluation:
@@ -288,8 +394,21 @@ class TiledEvaluation:
         sums: dict[tuple[int, int], torch.Tensor] = {}
         content_sq = torch.zeros((), dtype=torch.float64, device=image.device)
         assembled = None
-        for t in tiler.tiles(h, w):
-            feats, x = tiler.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
+        kept = None
+        all_tiles = tiler.tiles(h, w)
+        for i, t in enumerate(all_tiles):
+            crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
+            if KEEP_LAST_TILE and low and i == len(all_tiles) - 1 and head_taps:
+                # The last tile's graph is kept for pass 2, which starts with it: one forward fewer.
+                with torch.enable_grad():
+                    x_in = crop.detach().clone().requires_grad_(True)
+                    feats, x = tiler.run_head(x_in, low, head_taps)
+                kept = (t, x_in, feats, x)
+            else:
+                feats = x = None  # the previous tile's taps go before this tile's forward
+                if i:
+                    release_freed(image.device)
+                feats, x = tiler.run_head(crop, low, head_taps)
             for li, layer in enumerate(obj.style_layers):
                 if layer not in head_taps:
                     continue
@@ -309,7 +428,7 @@ class TiledEvaluation:
                 diff = _wide(feats[obj.content_layer][..., rs, cs]) - obj.content_target[..., fr, fc]
                 content_sq += diff.double().pow(2).sum()
             if tiler.split:
-                assembled = tiler.assemble(assembled, x, t, h, w)
+                assembled = tiler.assemble(assembled, x.detach(), t, h, w)
         zero = image.new_zeros(())
         values: list[torch.Tensor] = []
         tail_values: list[tuple[int, torch.Tensor]] = []  # (index in values, tensor with the tail's graph)
@@ -326,7 +445,7 @@ class TiledEvaluation:
                 target = obj.content_target
                 values.append((content_sq / target[0].numel()).to(image.dtype))
             else:
-                v = content_loss(tail[obj.content_layer], obj.content_target)
+                v = content_loss(tail[obj.content_layer], _wide(obj.content_target))
                 tail_values.append((0, v))
                 values.append(v.detach())
             # Style, layer by layer.
@@ -359,12 +478,14 @@ class TiledEvaluation:
                     dgrams.update({(li, ti): d for ti, d in enumerate(grads[: len(leaves)])})
                     dmeans.update({(li, ti): d for ti, d in enumerate(grads[len(leaves) :])})
                 values.append(term.detach())
-        return torch.stack([v.to(image.dtype) for v in values]), (dgrams, tail_values, leaf, dmeans)
+        return torch.stack([v.to(image.dtype) for v in values]), [dgrams, tail_values, leaf, kept, dmeans]
 
     def second(self, image: torch.Tensor, state, grad: torch.Tensor, low: bool) -> torch.Tensor:
-        """Pass 2: each tile's backward with the fixed dL/dF at its core; the input gradients summed."""
-        obj, tiler = self.obj, self.tiler
-        dgrams, tail_values, leaf, dmeans = state
+        """Pass 2: each tile's backward with the fixed dL/dF at its core; the input gradients summed.
+        The tile pass 1 ended with comes first, from the graph it kept."""
+        tiler = self.tiler
+        dgrams, tail_values, leaf, kept, dmeans = state
+        state[3] = None  # the kept tile's taps go as soon as its backward is done
         head_taps = self._head_taps()
         d_head = None
         if tail_values:
@@ -372,47 +493,67 @@ class TiledEvaluation:
             d_head = leaf.grad
         out = torch.zeros_like(image)
         h, w = image.shape[-2:]
-        content = obj.content_layer if obj.content_layer in head_taps else None
-        for t in tiler.tiles(h, w):
-            with torch.enable_grad():
-                x_in = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]].detach().clone().requires_grad_(True)
-                feats, x = tiler.run_head(x_in, low, head_taps)
-                outs, grads = [], []
-                for name in head_taps:
-                    rs, cs = tiler.core(name, t)
-                    fr, fc = tiler.full(name, t)
-                    core = feats[name][..., rs, cs]
-                    g = None
-                    if name == content:
-                        target = obj.content_target[..., fr, fc]
-                        g = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
-                    for li, layer in enumerate(obj.style_layers):
-                        if layer != name or (li, 0) not in dgrams:
-                            continue
-                        for ti, mask in enumerate(self.masks[li]):
-                            d = dgrams[li, ti]
-                            sym = (d + d.transpose(1, 2)) * grad[1 + li]
-                            m = None if mask is None else mask[..., fr, fc]
-                            f = _wide(core) if m is None else _wide(core) * m
-                            part = _positions_times(f, sym)
-                            part = part if m is None else part * m
-                            if (li, ti) in dmeans:  # W2: μ = Σ F·m² / Σ m² (the denominator is in dμ)
-                                dmu = (dmeans[li, ti] * grad[1 + li]).to(part.dtype)[..., None, None]
-                                part = part + (dmu if m is None else dmu * m**2)
-                            g = part if g is None else g + part
-                    if g is not None:
-                        outs.append(core)
-                        grads.append(g.to(core.dtype))
-                if d_head is not None:
-                    rs, cs = tiler.core(tiler.head_output, t)
-                    fr, fc = tiler.full(tiler.head_output, t)
-                    outs.append(x[..., rs, cs])
-                    grads.append(d_head[..., fr, fc])
-                if outs:
-                    torch.autograd.backward(outs, grads)
+        for t in reversed(tiler.tiles(h, w)):
+            if kept is not None and kept[0] == t:
+                _, x_in, feats, x = kept
+                kept = None
+            else:
+                with torch.enable_grad():
+                    crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
+                    x_in = crop.detach().clone().requires_grad_(True)
+                    feats, x = tiler.run_head(x_in, low, head_taps)
+            self._tile_backward(t, feats, x, head_taps, dgrams, grad, d_head, dmeans)
+            del feats, x
             if x_in.grad is not None:
                 out[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]] += x_in.grad
+            del x_in
+            release_freed(image.device)
         return out
+
+    def _tile_backward(self, t: Tile, feats, x, head_taps, dgrams, grad, d_head, dmeans) -> None:
+        """Back-propagate tile ``t``'s core features with the fixed dL/dF (and the tail's dL/d head output)."""
+        obj, tiler = self.obj, self.tiler
+        content = obj.content_layer if obj.content_layer in head_taps else None
+        with torch.enable_grad():
+            outs, grads = [], []
+            for name in head_taps:
+                rs, cs = tiler.core(name, t)
+                fr, fc = tiler.full(name, t)
+                core = feats[name][..., rs, cs]
+                g = None
+                for li, layer in enumerate(obj.style_layers):
+                    if layer != name or (li, 0) not in dgrams:
+                        continue
+                    for ti, mask in enumerate(self.masks[li]):
+                        d = dgrams[li, ti]
+                        sym = (d + d.transpose(1, 2)) * grad[1 + li]
+                        if CHANNELS_LAST_GRAM and mask is None and g is None and (li, ti) not in dmeans:
+                            # As the untiled Gram's backward: one product in the features' own
+                            # precision and layout (a float32 einsum cost ~3x the memory traffic).
+                            g = _channels_last_times(core, sym)
+                            continue
+                        m = None if mask is None else mask[..., fr, fc]
+                        f = _wide(core) if m is None else _wide(core) * m
+                        part = _positions_times(f, sym)
+                        part = part if m is None else part * m
+                        if (li, ti) in dmeans:  # W2: μ = Σ F·m² / Σ m² (the denominator is in dμ)
+                            dmu = (dmeans[li, ti] * grad[1 + li]).to(part.dtype)[..., None, None]
+                            part = part + (dmu if m is None else dmu * m**2)
+                        g = part if g is None else g + part
+                if name == content:
+                    target = obj.content_target[..., fr, fc]
+                    part = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
+                    g = part if g is None else g + part
+                if g is not None:
+                    outs.append(core)
+                    grads.append(g.to(core.dtype))
+            if d_head is not None:
+                rs, cs = tiler.core(tiler.head_output, t)
+                fr, fc = tiler.full(tiler.head_output, t)
+                outs.append(x[..., rs, cs])
+                grads.append(d_head[..., fr, fc])
+            if outs:
+                torch.autograd.backward(outs, grads)
 
 
 class _Tiled(torch.autograd.Function):
@@ -427,6 +568,6 @@ class _Tiled(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (image,) = ctx.saved_tensors
-        out = ctx.evaluation.second(image, ctx.state, grad, ctx.low)
-        ctx.state = None
+        state, ctx.state = ctx.state, None
+        out = ctx.evaluation.second(image, state, grad, ctx.low)
         return out, None, None
