@@ -217,9 +217,9 @@ def test_time_left_is_the_steps_work_left_at_the_rate_measured_at_this_scale():
         return SimpleNamespace(iteration=i, scale=scale, elapsed=elapsed, work_left=left)
 
     left = TimeLeft()
-    assert left(step(1, 0, 2.0, 10)) == 20.0  # 2 s for the first evaluation
-    assert left(step(2, 0, 4.0, 9)) == 18.0
-    assert left(step(3, 1, 10.0, 4)) == 24.0  # a new scale: timed from the previous one's last evaluation
+    assert left(step(1, 0, 5.0, 10)) is None  # the run's first evaluation pays one-off set-up: not timed
+    assert left(step(2, 0, 7.0, 9)) == 18.0  # 2 s each
+    assert left(step(3, 1, 13.0, 4)) == 24.0  # a new scale: timed from the previous one's last evaluation
     resumed = TimeLeft()
     assert resumed(step(5, 0, 30.0, 10)) is None  # a resumed run: nothing timed yet, the page shows nothing
     assert resumed(step(6, 0, 31.0, 9)) == 9.0

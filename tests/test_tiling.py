@@ -121,10 +121,11 @@ def test_progress_shows_the_time_left_from_work_left_and_the_measured_rate():
         return SimpleNamespace(iteration=i, total=10, scale=scale, scales=2, size=(8, 8), losses={"total": 1.0},
                                elapsed=elapsed, work_left=work_left)  # fmt: skip
 
-    bar(step(1, 0, 2.0, 9))  # 2 s per evaluation: 18 s left
-    bar(step(2, 1, 10.0, 8))  # the next scale's first evaluation took 8 s: 64 s left
+    bar(step(1, 0, 2.0, 9))  # the run's first evaluation pays one-off set-up: not timed
+    bar(step(2, 0, 4.0, 8))  # 2 s per evaluation: 16 s left
+    bar(step(3, 1, 12.0, 7))  # the next scale's first evaluation took 8 s: 56 s left
     lines = out.getvalue().splitlines()
-    assert "about 18 s left" in lines[0] and "about 64 s left" in lines[1]
+    assert "left" not in lines[0] and "about 16 s left" in lines[1] and "about 56 s left" in lines[2]
     assert duration(600) == "10 min" and duration(7500) == "2 h 05 min"
 
 
