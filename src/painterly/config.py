@@ -186,7 +186,8 @@ class Settings:
     )  # fmt: skip
     taper: bool = field(
         default=True,
-        metadata={"help": "fewer evaluations at scales over 1 MP (they only sharpen; measured in BENCHMARKS.md); "
+        metadata={"help": "fewer evaluations at scales over 1 MP (they only sharpen; a chosen rule, not yet measured: "
+                  "BENCHMARKS.md); "
                   "off: every scale gets --iterations / --coarse-iterations"},
     )  # fmt: skip
 

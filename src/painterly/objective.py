@@ -374,18 +374,20 @@ class Objective:
             del feats  # before the next tile's forward: one tile's taps at a time
         return out
 
-    def _grams(self, image: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Per-pixel Gram of ``image`` at every style tap, under ``mask`` (image-space) if given."""
+    def _statistics(self, image: torch.Tensor, mask: torch.Tensor | None, means: bool = False):
+        """Per-pixel Gram of ``image`` at every style tap, under ``mask`` (image-space) if given, and
+        with ``means`` each filter's mean μ too (the W2 term's), from the same forward pass:
+        ``(grams, means or None)``."""
         if self.tiler is None:
             feats = self.net(image)
-            return {
-                layer: gram_per_pixel(
-                    feats[layer], None if mask is None else resize_mask(mask, feats[layer].shape[-2:])
-                )
-                for layer in self.style_layers
-            }
-        sums: dict[str, torch.Tensor] = {}
-        out: dict[str, torch.Tensor] = {}
+            at = {t: None if mask is None else resize_mask(mask, feats[t].shape[-2:]) for t in self.style_layers}
+            grams = {layer: gram_per_pixel(feats[layer], at[layer]) for layer in self.style_layers}
+            mus = {layer: feature_mean(feats[layer], at[layer]) for layer in self.style_layers} if means else None
+            return grams, mus
+        gram_sums: dict[str, torch.Tensor] = {}
+        mean_sums: dict[str, torch.Tensor] = {}
+        grams: dict[str, torch.Tensor] = {}
+        mus: dict[str, torch.Tensor] = {}
         masks = {}
         for layer in self.style_layers:
             at = self.tiler.layer_size(layer, *image.shape[-2:])
@@ -394,55 +396,39 @@ class Objective:
             for layer, f in feats.items():
                 m = masks[layer]
                 if t is None:
-                    out[layer] = gram_per_pixel(f, None if m is None else resize_mask(m, f.shape[-2:]))
-                    continue
-                f = f if m is None else f * m[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]]
-                g = gram_matrix(f)
-                sums[layer] = g if layer not in sums else sums[layer] + g
-            del feats, f  # before the next tile's forward: one tile's taps at a time
-        for layer, g in sums.items():
-            m = masks[layer]
-            at = self.tiler.layer_size(layer, *image.shape[-2:])
-            out[layer] = g / (at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8))
-        return out
-
-    def _means(self, image: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """μ of ``image``'s features at every style tap, under ``mask`` (image-space) if given."""
-        if self.tiler is None:
-            feats = self.net(image)
-            return {
-                layer: feature_mean(feats[layer], None if mask is None else resize_mask(mask, feats[layer].shape[-2:]))
-                for layer in self.style_layers
-            }
-        sums: dict[str, torch.Tensor] = {}
-        out: dict[str, torch.Tensor] = {}
-        masks = {}
-        for layer in self.style_layers:
-            masks[layer] = None if mask is None else resize_mask(mask, self.tiler.layer_size(layer, *image.shape[-2:]))
-        for t, feats in self.tiler.features_by_core(image, self.style_layers):
-            for layer, f in feats.items():
-                m = masks[layer]
-                if t is None:
-                    out[layer] = feature_mean(f, None if m is None else resize_mask(m, f.shape[-2:]))
+                    whole = None if m is None else resize_mask(m, f.shape[-2:])
+                    grams[layer] = gram_per_pixel(f, whole)
+                    if means:
+                        mus[layer] = feature_mean(f, whole)
                     continue
                 rows, cols = self.tiler.full(layer, t)
-                f = f.float() if m is None else f.float() * m[..., rows, cols] ** 2
-                sums[layer] = f.sum((2, 3)) if layer not in sums else sums[layer] + f.sum((2, 3))
-        for layer, mu in sums.items():
+                fm = f if m is None else f * m[..., rows, cols]
+                g = gram_matrix(fm)
+                gram_sums[layer] = g if layer not in gram_sums else gram_sums[layer] + g
+                if means:  # μ = Σ F·m² / Σ m²
+                    mu = (f.float() if m is None else f.float() * m[..., rows, cols] ** 2).sum((2, 3))
+                    mean_sums[layer] = mu if layer not in mean_sums else mean_sums[layer] + mu
+            del feats, f  # before the next tile's forward: one tile's taps at a time
+        for layer in gram_sums:
             m = masks[layer]
             at = self.tiler.layer_size(layer, *image.shape[-2:])
-            out[layer] = mu / (at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8))
-        return out
+            denom = at[0] * at[1] if m is None else (m**2).sum().clamp_min(1e-8)
+            grams[layer] = gram_sums[layer] / denom
+            if means:
+                mus[layer] = mean_sums[layer] / denom
+        return grams, (mus if means else None)
 
     def _style_targets(self, styles, blend_weights, style_masks, output_masks) -> list[list[StyleTarget]]:
         """Per style tap, a list of targets: one for an unguided blend, one per region when guided."""
         total = float(sum(blend_weights))
         weights = [w / total for w in blend_weights]
         smasks = list(style_masks or [None] * len(styles)) if output_masks is not None else [None] * len(styles)
-        grams = [self._grams(s, m) for s, m in zip(styles, smasks)]
-        # W2: the means too; several styles blend by mean and second raw moment, which (unlike
-        # covariances) combine linearly (crowsonkb's rule).
-        means = [self._means(s, m) for s, m in zip(styles, smasks)] if self.style_loss == "wasserstein" else None
+        # W2 needs the means too; several styles blend by mean and second raw moment, which (unlike
+        # covariances) combine linearly (crowsonkb's rule). One forward per style gives both.
+        w2 = self.style_loss == "wasserstein"
+        stats = [self._statistics(s, m, means=w2) for s, m in zip(styles, smasks)]
+        grams = [g for g, _ in stats]
+        means = [mu for _, mu in stats] if w2 else None
         per_layer: list[list[StyleTarget]] = []
         for layer in self.style_layers:
             if output_masks is None:
