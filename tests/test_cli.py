@@ -216,7 +216,7 @@ def test_a_good_run_writes_the_picture_and_no_checkpoint(tmp_path, tiny_pair, ca
     assert main(case.argv()) == 0
     assert Image.open(case.out).size == (32, 27)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
-    line = r"painterly: wrote .*out\.png in [\d.]+ s \(1 evaluations; content \S+, style \S+, tv \S+, total \S+\)"
+    line = r"painterly: wrote .*out\.png in [\d.]+ s \(1 evaluations; content \d+%, style \d+%, tv \d+%, total \S+\)"
     *progress, last = capsys.readouterr().err.splitlines()
     assert re.fullmatch(line, last)
     assert progress and all(p.startswith("painterly: scale 1/1 32x27, eval 1/1") for p in progress)  # not a terminal
@@ -323,6 +323,18 @@ def test_progress_off_a_terminal_is_a_plain_line_per_scale_every_so_often_and_at
     ]
     assert "eval 6/12 (50%)" in lines[1] and "content 0.5 style 12.5 total 13" in lines[1]
     assert "eval 11/12" in lines[2] and "eval 12/12 (100%)" in lines[3]
+
+
+def test_progress_shows_each_term_as_its_share_of_the_weighted_total():
+    log = io.StringIO()
+    # raw style 2e8 beside content 3: as weighed they are 30 % and 60 % of the total 10; a video's
+    # temporal term arrives weighted and takes its share too
+    losses = {"content": 3.0, "style": 2e8, "tv": 0.01, "temporal": 0.5, "total": 10.0,
+              "weighted:content": 3.0, "weighted:style": 6.0, "weighted:tv": 0.5, "style:relu1_2": 1e8}  # fmt: skip
+    bar = ProgressBar(file=log)
+    bar(Step(1, 1, 0, 1, (20, 24), losses, 0.1, torch.zeros(1, 3, 20, 24)))
+    bar.close()
+    assert log.getvalue().rstrip().endswith("content 30% style 60% tv 5% temporal 5% total 10")
 
 
 @pytest.mark.parametrize("quiet", [False, True])

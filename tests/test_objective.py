@@ -80,6 +80,10 @@ def test_objective_is_the_seed_formula_at_equal_sizes():
     assert terms["content"].item() == pytest.approx(((image - content) ** 2).mean().item(), rel=1e-5)
     total = 2 * terms["content"] + 3 * terms["style"] + 5 * tv_loss(image)
     assert terms["total"].item() == pytest.approx(total.item(), rel=1e-5)
+    # each term as weighed, the progress line's shares: α L_c, β L_s, γ L_tv, summing to the total
+    assert terms["weighted:content"].item() == pytest.approx(2 * terms["content"].item(), rel=1e-6)
+    assert terms["weighted:style"].item() == pytest.approx(3 * terms["style"].item(), rel=1e-6)
+    assert terms["weighted:tv"].item() == pytest.approx(5 * terms["tv"].item(), rel=1e-6)
 
 
 def test_style_image_of_another_size_compares_per_pixel():

@@ -239,7 +239,9 @@ def _stylize(args: argparse.Namespace) -> int:
         return signals.exit_code()
     remove_checkpoint(ckpt)
     if not args.quiet:
-        terms = ", ".join(f"{k} {result.losses[k]:.4g}" for k in ("content", "style", "tv", "total"))
+        from .progress import shown_terms
+
+        terms = ", ".join(f"{k} {v}" for k, v in shown_terms(result.losses).items())
         print(f"painterly: wrote {out} in {result.seconds:.1f} s ({result.evaluations} evaluations; {terms})",
               file=sys.stderr)  # fmt: skip
     return 0

@@ -301,6 +301,9 @@ class Weights:
                 "normalizers": {"content": self.content_norm, "style": style_norms, "tv": self.tv_norm}}  # fmt: skip
 
 
+WEIGHTED = "weighted:"  # the prefix of each term's share of the total, as weighed
+
+
 def style_key(layer: str) -> str:
     """The name a style layer's own term has in a loss report: ``style:relu1_2``."""
     return f"style:{layer}"
@@ -487,15 +490,19 @@ class Objective:
                 self._layer_term(feats[layer], targets) if w.beta > 0 else zero
                 for layer, targets in zip(self.style_layers, self.targets)
             ]
-        total = w.content_factor * terms["content"]
-        style = zero
+        style = weighted_style = zero
         for layer, term in zip(self.style_layers, style_values):
             terms[style_key(layer)] = term
             style = style + w.layer_weights[layer] * term
-            total = total + w.style_factor(layer) * term
+            weighted_style = weighted_style + w.style_factor(layer) * term
         terms["style"] = style
         terms["tv"] = tv_loss(image) if w.gamma > 0 else zero
-        terms["total"] = total + w.tv_factor * terms["tv"]
+        # each term as it enters the total (α/N_c · L_c, Σ β w_l/N_l · L_l, γ/N_tv · L_tv): the raw
+        # terms differ by orders of magnitude, these say which one the optimiser is working on
+        terms[WEIGHTED + "content"] = w.content_factor * terms["content"]
+        terms[WEIGHTED + "style"] = weighted_style
+        terms[WEIGHTED + "tv"] = w.tv_factor * terms["tv"]
+        terms["total"] = terms[WEIGHTED + "content"] + weighted_style + terms[WEIGHTED + "tv"]
         return terms
 
 

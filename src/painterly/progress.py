@@ -46,7 +46,7 @@ class ProgressBar:
             self.bar = tqdm(total=step.total, initial=step.iteration - 1, unit="eval", dynamic_ncols=True,
                             file=self.file)  # fmt: skip
         self.bar.set_description(_where(step), refresh=False)
-        postfix = {k: f"{v:.3g}" for k, v in _shown(step.losses).items()}
+        postfix = shown_terms(step.losses)
         if left is not None:
             postfix["left"] = duration(left)
         self.bar.set_postfix(postfix, refresh=False)
@@ -61,7 +61,7 @@ class ProgressBar:
         if not (new_scale or due or step.iteration == step.total):
             return
         self.last_scale, self.last_line = step.scale, step.elapsed
-        terms = " ".join(f"{k} {v:.3g}" for k, v in _shown(step.losses).items())
+        terms = " ".join(f"{k} {v}" for k, v in shown_terms(step.losses).items())
         still = "" if left is None else f", about {duration(left)} left"
         self.write(f"painterly: {_where(step)}, eval {step.iteration}/{step.total} "
                    f"({step.iteration / step.total:.0%}), {step.elapsed:.0f} s{still}, {terms}")  # fmt: skip
@@ -116,9 +116,21 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _shown(losses: dict[str, float]) -> dict[str, float]:
-    """The terms a progress line has room for: the seed's three, any extra, the total (not each layer's)."""
-    return {k: v for k, v in losses.items() if ":" not in k}
+WEIGHTED = "weighted:"  # objective.WEIGHTED (not imported: that would import torch)
+
+
+def shown_terms(losses: dict[str, float]) -> dict[str, str]:
+    """The terms a progress line has room for: the seed's three and any extra, each as its share of
+    the total as the objective weighs them (the raw terms differ by orders of magnitude: style 1e8
+    beside content 10 says nothing), then the total; the raw terms where no weighted ones are given."""
+    plain = {k: v for k, v in losses.items() if ":" not in k}
+    total = plain.get("total")
+    weighted = {k[len(WEIGHTED) :]: v for k, v in losses.items() if k.startswith(WEIGHTED)}
+    if not weighted or not total or total <= 0:
+        return {k: f"{v:.3g}" for k, v in plain.items()}
+    extra = {k: v for k, v in plain.items() if k not in ("content", "style", "tv", "total")}  # weighted already
+    shares = {k: f"{v / total:.0%}" for k, v in {**weighted, **extra}.items()}
+    return {**shares, "total": f"{total:.3g}"}
 
 
 def _where(step: Step) -> str:
