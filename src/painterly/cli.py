@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import flags
-from .errors import InputError, PainterlyError
+from .errors import InputError, PainterlyError, as_exit_code
 from .flags import Parser, add_settings_flags, settings_from
 from .signals import StopOnSignal
 
@@ -84,18 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:  # answered before anything imports torch
         print(f"painterly {_version()}")
         return 0
-    try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return _subcommand(argv[0], argv[1:])
-        return _stylize(build_parser().parse_args(argv))
-    except PainterlyError as err:
-        if debug:
-            raise
-        print("painterly: error: " + " ".join(str(err).splitlines()), file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("painterly: interrupted", file=sys.stderr)
-        return 130
+    if argv and argv[0] in SUBCOMMANDS:
+        return as_exit_code(lambda: _subcommand(argv[0], argv[1:]), debug=debug)
+    return as_exit_code(lambda: _stylize(build_parser().parse_args(argv)), debug=debug)
 
 
 def _version() -> str:

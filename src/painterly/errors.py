@@ -7,6 +7,9 @@ line and exits non-zero; bugs stay ordinary exceptions with tracebacks.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class PainterlyError(Exception):
     """A problem the user can fix; ``str(err)`` is a single actionable line."""
@@ -32,3 +35,18 @@ class Interrupted(PainterlyError):
     """The run was stopped by a signal or a cancel request; the current state was saved."""
 
     exit_code = 130
+
+
+def as_exit_code(command: Callable[[], int], *, debug: bool = False) -> int:
+    """Run a command-line entry point: a :class:`PainterlyError` becomes its one line on stderr and
+    its exit code (re-raised with ``debug``), Ctrl-C exit 130; everything else (a bug) propagates."""
+    try:
+        return command()
+    except PainterlyError as err:
+        if debug:
+            raise
+        print("painterly: error: " + " ".join(str(err).splitlines()), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("painterly: interrupted", file=sys.stderr)
+        return 130

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import flags
-from .errors import InputError, PainterlyError
+from .errors import InputError, as_exit_code
 from .files import atomic_write, writable_folder
 from .signals import StopOnSignal
 from .video import FRAME_ITERATIONS, TEMPORAL_WEIGHT, Previous, fit, stylize_frames
@@ -95,16 +95,7 @@ def _rate(text: str) -> Fraction:
 def main(argv: Sequence[str]) -> int:
     """``painterly video IN OUT STYLE [STYLE ...]``; returns the exit code (one line and 2 for bad input)."""
     argv = list(argv)
-    try:
-        return _run(build_parser().parse_args(argv))
-    except PainterlyError as err:
-        if "--debug" in argv:
-            raise
-        print("painterly: error: " + " ".join(str(err).splitlines()), file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("painterly: interrupted", file=sys.stderr)
-        return 130
+    return as_exit_code(lambda: _run(build_parser().parse_args(argv)), debug="--debug" in argv)
 
 
 def _run(args: argparse.Namespace) -> int:
