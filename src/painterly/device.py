@@ -53,15 +53,50 @@ def reuse_freed_memory() -> Iterator[None]:
     that owns the process uses this: the ``painterly`` command (and its sub-commands) around each
     run. :func:`painterly.stylize` never calls it; a program of your own may, around its runs.
     """
+    global _reusing
     libc = _glibc()
     if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, 2**30)
+        libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
         libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    _reusing += 1
     try:
         yield
     finally:
+        _reusing -= 1
         if libc is not None:
             libc.malloc_trim(0)
+
+
+# reuse_freed_memory's threshold, and how many of them are open (the tiled evaluation lowers it
+# while it runs and puts it back: large_blocks_returned).
+_REUSE_MMAP_THRESHOLD = 2**30
+_reusing = 0
+
+# Blocks from this size up are mapped for themselves while a tiled evaluation runs (glibc's own
+# largest dynamic threshold, 32 MiB).
+TILED_MMAP_THRESHOLD = 32 * 2**20
+
+
+@contextlib.contextmanager
+def large_blocks_returned(device: torch.device) -> Iterator[None]:
+    """Inside :func:`reuse_freed_memory`, give blocks of :data:`TILED_MMAP_THRESHOLD` and more back
+    to the system when they are freed (glibc maps each for itself), for as long as this is open.
+
+    A tiled evaluation allocates and frees each tile's large activations in an order that leaves
+    the heap's freed blocks too small for the next ones: one 1.1 MP tile's forward and backward held
+    at most 2.5 GiB live (mallinfo2) while the process's RSS reached 3.6-4.0 GiB, and a 4096x3072
+    evaluation's pass 2 held 4.3 GiB live at an RSS of 7.1-7.9 GiB (BENCHMARKS.md, "Print size,
+    third session"). With the large blocks mapped, the same tile's RSS peaks at 2.9-3.0 GiB, its
+    page faults costing a few percent of its time. Outside reuse_freed_memory glibc's default
+    already maps blocks over 32 MiB; on GPUs, and elsewhere than glibc, nothing to do."""
+    libc = _glibc() if device.type == "cpu" and _reusing else None
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, TILED_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        if libc is not None and _reusing:
+            libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
 
 
 @functools.cache

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .device import large_blocks_returned
 from .network import VGGFeatures, _run
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise.
@@ -287,7 +288,7 @@ class Tiler:
         head_taps = {t for t in taps if names.index(t) < self.head}
         h, w = image.shape[-2:]
         assembled = None
-        with torch.no_grad():
+        with torch.no_grad(), large_blocks_returned(image.device):
             for t in self.tiles(h, w):
                 feats, x = self.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
                 cores = {k: v[..., self.core(k, t)[0], self.core(k, t)[1]] for k, v in feats.items()}
@@ -511,55 +512,79 @@ class TiledEvaluation:
         return out
 
     def _tile_backward(self, t: Tile, feats, x, head_taps, dgrams, grad, d_head, dmeans) -> None:
-        """Back-propagate tile ``t``'s core features with the fixed dL/dF (and the tail's dL/d head output)."""
+        """Back-propagate tile ``t``'s core features with the fixed dL/dF (and the tail's dL/d head output).
+
+        The backward starts from one scalar, Σ_tap Σ (core · dL/dF) with dL/dF fixed (its gradient
+        with respect to each core is dL/dF), built before ``feats`` is emptied: so the taps and the
+        dL/dF are not held by this frame while the tile's backward runs; each dL/dF goes when its
+        product's backward is done (the first nodes to run), and a tap that the backward recomputes
+        (a tile over :data:`TILE_RECOMPUTE_ABOVE`) is not kept at all. Handing the taps and their dL/dF
+        to ``torch.autograd.backward`` instead kept both alive through the whole backward: 1.1 of a
+        2.2 GiB tile's peak (BENCHMARKS.md, "Print size, third session")."""
         obj, tiler = self.obj, self.tiler
         content = obj.content_layer if obj.content_layer in head_taps else None
-        with torch.enable_grad():
-            outs, grads = [], []
+        surrogate = None
+        with torch.enable_grad():  # (views and sums made without grad would not carry the graph)
             for name in head_taps:
                 rs, cs = tiler.core(name, t)
                 fr, fc = tiler.full(name, t)
                 core = feats[name][..., rs, cs]
-                g = None
-                for li, layer in enumerate(obj.style_layers):
-                    if layer != name or (li, 0) not in dgrams:
-                        continue
-                    for ti, mask in enumerate(self.masks[li]):
-                        d = dgrams[li, ti]
-                        sym = (d + d.transpose(1, 2)) * grad[1 + li]
-                        if CHANNELS_LAST_GRAM and mask is None and g is None and (li, ti) not in dmeans:
-                            # As the untiled Gram's backward: one product in the features' own
-                            # precision and layout (a float32 einsum cost ~3x the memory traffic).
-                            g = _channels_last_times(core, sym)
-                            continue
-                        m = None if mask is None else mask[..., fr, fc]
-                        f = _wide(core) if m is None else _wide(core) * m
-                        part = _positions_times(f, sym)
-                        part = part if m is None else part * m
-                        if (li, ti) in dmeans:  # W2: μ = Σ F·m² / Σ m² (the denominator is in dμ)
-                            dmu = (dmeans[li, ti] * grad[1 + li]).to(part.dtype)[..., None, None]
-                            part = part + (dmu if m is None else dmu * m**2)
-                        g = part if g is None else g + part
-                if name == content:
-                    target = obj.content_target[..., fr, fc]
-                    part = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
-                    g = part if g is None else g + part
+                g = self._core_gradient(name, core.detach(), fr, fc, dgrams, grad, dmeans, name == content)
                 if g is not None:
-                    outs.append(core)
-                    grads.append(g.to(core.dtype))
+                    part = (core * g.to(core.dtype)).sum()
+                    surrogate = part if surrogate is None else surrogate + part
+                    del g, part
+                del core
             if d_head is not None:
                 rs, cs = tiler.core(tiler.head_output, t)
                 fr, fc = tiler.full(tiler.head_output, t)
-                outs.append(x[..., rs, cs])
-                grads.append(d_head[..., fr, fc])
-            if outs:
-                torch.autograd.backward(outs, grads)
+                part = (x[..., rs, cs] * d_head[..., fr, fc].to(x.dtype)).sum()
+                surrogate = part if surrogate is None else surrogate + part
+                del part
+        feats.clear()
+        del x
+        if surrogate is not None:
+            surrogate.backward()
+
+    def _core_gradient(self, name, core, fr, fc, dgrams, grad, dmeans, is_content) -> torch.Tensor | None:
+        """dL/dF at tap ``name``'s ``core`` (detached; its place in the whole picture ``fr``, ``fc``):
+        the style terms' (G − A)-products and, at the content layer, the content term's."""
+        obj = self.obj
+        g = None
+        with torch.no_grad():
+            for li, layer in enumerate(obj.style_layers):
+                if layer != name or (li, 0) not in dgrams:
+                    continue
+                for ti, mask in enumerate(self.masks[li]):
+                    d = dgrams[li, ti]
+                    sym = (d + d.transpose(1, 2)) * grad[1 + li]
+                    if CHANNELS_LAST_GRAM and mask is None and g is None and (li, ti) not in dmeans:
+                        # As the untiled Gram's backward: one product in the features' own
+                        # precision and layout (a float32 einsum cost ~3x the memory traffic).
+                        g = _channels_last_times(core, sym)
+                        continue
+                    m = None if mask is None else mask[..., fr, fc]
+                    f = _wide(core) if m is None else _wide(core) * m
+                    part = _positions_times(f, sym)
+                    del f
+                    part = part if m is None else part * m
+                    if (li, ti) in dmeans:  # W2: μ = Σ F·m² / Σ m² (the denominator is in dμ)
+                        dmu = (dmeans[li, ti] * grad[1 + li]).to(part.dtype)[..., None, None]
+                        part = part + (dmu if m is None else dmu * m**2)
+                    g = part if g is None else g + part
+                    del part
+            if is_content:
+                target = obj.content_target[..., fr, fc]
+                part = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
+                g = part if g is None else g + part
+        return g
 
 
 class _Tiled(torch.autograd.Function):
     @staticmethod
     def forward(ctx, image: torch.Tensor, evaluation: TiledEvaluation, low: bool) -> torch.Tensor:
-        values, state = evaluation.first(image, low)
+        with large_blocks_returned(image.device):
+            values, state = evaluation.first(image, low)
         ctx.evaluation, ctx.state, ctx.low = evaluation, state, low
         ctx.save_for_backward(image)
         return values
@@ -569,5 +594,6 @@ class _Tiled(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (image,) = ctx.saved_tensors
         state, ctx.state = ctx.state, None
-        out = ctx.evaluation.second(image, state, grad, ctx.low)
+        with large_blocks_returned(image.device):
+            out = ctx.evaluation.second(image, state, grad, ctx.low)
         return out, None, None
