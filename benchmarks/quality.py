@@ -132,6 +132,18 @@ CANDIDATES: dict[str, dict] = {
     "alpha20": {"content_weight": 20.0},
     "before_alpha5": {"start_size": 128, "content_weight": 5.0},
     "before_alpha20": {"start_size": 128, "content_weight": 20.0},
+    # The five options of issue 12, one at a time on today's ladder.
+    "carry": {"carry_detail": True},
+    "avg": {"iterate_average": 0.9},
+    "w2_b10": {"style_loss": "wasserstein", "style_weight": 10.0},
+    "w2_b30": {"style_loss": "wasserstein", "style_weight": 30.0},
+    "ccw5": {"coarse_content_weight": 5.0},
+    "pad": {"padding": "replicate-first"},
+    "tv10": {"tv_weight": 10.0},
+    "style08": {"style_scale": 0.8},
+    "style05": {"style_scale": 0.5},
+    "content_r22": {"content_layer": "relu2_2"},
+    "hist": {"preserve_color": "histogram"},  # a user's option, as a reference: the style recoloured first
 }
 
 
@@ -337,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     p.add_argument("--strip", action="store_true", help="only make docs/img/strength.jpg (at --size)")
     p.add_argument("--cached", action="store_true", help="paint nothing: report the paintings already cached")
     p.add_argument("--write", action="store_true", help="rewrite this size's tables in docs/quality.md and its grids")
+    p.add_argument("--tag", default="", help="a name for this comparison: its tables and grids are kept apart")
     args = p.parse_args(argv)
     if args.strip:
         strengths = tuple(float(x) for x in args.candidates.split(",") if x) or STRIP[1]
@@ -369,12 +382,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         if not shown:
             continue
         shipped = args.write and PAIRS[pair][0].file not in NOT_SHIPPABLE
-        name = f"{pair}-{args.size}{_suffix(args.scales)}"
+        name = f"{pair}-{args.size}{_suffix(args.scales)}{f'-{args.tag}' if args.tag else ''}"
         grid(name, pair, shown, 240, GRIDS if shipped else CACHE / "grids")
     lines = [*summary(records), "", *table(records)]
     print("\n".join(lines))
     if args.write:
-        write_doc(lines, f"{args.size}{_suffix(args.scales)}")
+        write_doc(lines, f"{args.size}{_suffix(args.scales)}{f'-{args.tag}' if args.tag else ''}")
     return 0
 
 
