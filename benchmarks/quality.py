@@ -143,6 +143,12 @@ CANDIDATES: dict[str, dict] = {
     "style08": {"style_scale": 0.8},
     "style05": {"style_scale": 0.5},
     "content_r22": {"content_layer": "relu2_2"},
+    # A strip's first scale: 256 px on the longest side leaves a 5:1 strip 50 px tall (a 2:1 sky 128).
+    "start362": {"start_size": 362},
+    "start512": {"start_size": 512},
+    "start512_st06": {"start_size": 512, "style_scale": 0.6},
+    # Every scale of the ladder whatever the picture's shape: the default before plan.least_coarse_side.
+    "full_ladder": {"scales": (256, 362, 512)},
     "hist": {"preserve_color": "histogram"},  # a user's option, as a reference: the style recoloured first
 }
 
@@ -166,6 +172,12 @@ NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "ca
 
 def settings_key(s: Settings) -> dict:
     return {k: v for k, v in s.to_dict().items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+
+
+def planned_ladder(pair: str, s: Settings) -> list[list[int]]:
+    """The (height, width) of each scale a run of ``s`` on this pair's content makes."""
+    shape = tuple(PAIRS[pair][0].load().shape[-2:])
+    return [list(p.size) for p in plan_scales(s.resolved(), shape)]
 
 
 def work_of(result: painterly.Result, scales: int = 0) -> float:
@@ -194,6 +206,9 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
         spec["settings"]["iterations"] = "until the default's seconds"
     if scales:
         spec["scales"] = scales
+    ladder = planned_ladder(pair, s)
+    if len(ladder) < len(s.resolved().scale_sizes()):  # a thin picture's coarse scales skipped (plan.least_coarse_side)
+        spec["ladder"] = ladder
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     tail = f"-{size}{f'-s{scales}' if scales else ''}-{digest}"
     folder = CACHE / "paint" / pair / f"{candidate}{tail}"
@@ -373,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
                 continue
             scales = args.scales
             if scales < 0:  # what the coarse scales hand the final one, whatever the ladder
-                scales = len(settings_for(candidate, args.size).scale_sizes()) - 1
+                scales = len(planned_ladder(pair, settings_for(candidate, args.size))) - 1
             record = paint(pair, candidate, args.size, budget, scales, args.cached)
             if record is not None:
                 done[candidate] = record
