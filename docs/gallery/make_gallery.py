@@ -59,8 +59,7 @@ def make_masks() -> None:
     import torch
     import torch.nn.functional as F
 
-    from painterly.image import as_image
-    from painterly.image import resize, save_image
+    from painterly.image import as_image, resize, save_image
 
     content = resize(as_image(TUB, "content"), SIZE)
     r, _, b = content[0]
@@ -88,8 +87,7 @@ def run(name: str) -> dict:
 def _panel(key: str):
     from PIL import Image
 
-    from painterly.image import as_image
-    from painterly.image import resize, to_pil
+    from painterly.image import as_image, resize, to_pil
 
     if key == "mask":
         return Image.open(SKY).convert("RGB")
