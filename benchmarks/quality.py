@@ -132,6 +132,24 @@ CANDIDATES: dict[str, dict] = {
     "alpha20": {"content_weight": 20.0},
     "before_alpha5": {"start_size": 128, "content_weight": 5.0},
     "before_alpha20": {"start_size": 128, "content_weight": 20.0},
+    # The five options of issue 12, one at a time on today's ladder.
+    "carry": {"carry_detail": True},
+    "avg": {"iterate_average": 0.9},
+    "w2_b10": {"style_loss": "wasserstein", "style_weight": 10.0},
+    "w2_b30": {"style_loss": "wasserstein", "style_weight": 30.0},
+    "ccw5": {"coarse_content_weight": 5.0},
+    "pad": {"padding": "replicate-first"},
+    "tv10": {"tv_weight": 10.0},
+    "style08": {"style_scale": 0.8},
+    "style05": {"style_scale": 0.5},
+    "content_r22": {"content_layer": "relu2_2"},
+    # A strip's first scale: 256 px on the longest side leaves a 5:1 strip 50 px tall (a 2:1 sky 128).
+    "start362": {"start_size": 362},
+    "start512": {"start_size": 512},
+    "start512_st06": {"start_size": 512, "style_scale": 0.6},
+    # Every scale of the ladder whatever the picture's shape: the default before plan.least_coarse_side.
+    "full_ladder": {"scales": (256, 362, 512)},
+    "hist": {"preserve_color": "histogram"},  # a user's option, as a reference: the style recoloured first
 }
 
 
@@ -154,6 +172,12 @@ NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "ca
 
 def settings_key(s: Settings) -> dict:
     return {k: v for k, v in s.to_dict().items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+
+
+def planned_ladder(pair: str, s: Settings) -> list[list[int]]:
+    """The (height, width) of each scale a run of ``s`` on this pair's content makes."""
+    shape = tuple(PAIRS[pair][0].load().shape[-2:])
+    return [list(p.size) for p in plan_scales(s.resolved(), shape)]
 
 
 def work_of(result: painterly.Result, scales: int = 0) -> float:
@@ -182,6 +206,9 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
         spec["settings"]["iterations"] = "until the default's seconds"
     if scales:
         spec["scales"] = scales
+    ladder = planned_ladder(pair, s)
+    if len(ladder) < len(s.resolved().scale_sizes()):  # a thin picture's coarse scales skipped (plan.least_coarse_side)
+        spec["ladder"] = ladder
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     tail = f"-{size}{f'-s{scales}' if scales else ''}-{digest}"
     folder = CACHE / "paint" / pair / f"{candidate}{tail}"
@@ -337,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     p.add_argument("--strip", action="store_true", help="only make docs/img/strength.jpg (at --size)")
     p.add_argument("--cached", action="store_true", help="paint nothing: report the paintings already cached")
     p.add_argument("--write", action="store_true", help="rewrite this size's tables in docs/quality.md and its grids")
+    p.add_argument("--tag", default="", help="a name for this comparison: its tables and grids are kept apart")
     args = p.parse_args(argv)
     if args.strip:
         strengths = tuple(float(x) for x in args.candidates.split(",") if x) or STRIP[1]
@@ -360,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
                 continue
             scales = args.scales
             if scales < 0:  # what the coarse scales hand the final one, whatever the ladder
-                scales = len(settings_for(candidate, args.size).scale_sizes()) - 1
+                scales = len(planned_ladder(pair, settings_for(candidate, args.size))) - 1
             record = paint(pair, candidate, args.size, budget, scales, args.cached)
             if record is not None:
                 done[candidate] = record
@@ -369,12 +397,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         if not shown:
             continue
         shipped = args.write and PAIRS[pair][0].file not in NOT_SHIPPABLE
-        name = f"{pair}-{args.size}{_suffix(args.scales)}"
+        name = f"{pair}-{args.size}{_suffix(args.scales)}{f'-{args.tag}' if args.tag else ''}"
         grid(name, pair, shown, 240, GRIDS if shipped else CACHE / "grids")
     lines = [*summary(records), "", *table(records)]
     print("\n".join(lines))
     if args.write:
-        write_doc(lines, f"{args.size}{_suffix(args.scales)}")
+        write_doc(lines, f"{args.size}{_suffix(args.scales)}{f'-{args.tag}' if args.tag else ''}")
     return 0
 
 

@@ -27,6 +27,17 @@ def test_a_thin_picture_starts_at_the_first_scale_it_fits_and_a_too_small_one_is
         plan_scales(s, (10, 512))
 
 
+def test_a_wide_or_tall_picture_skips_the_coarse_scales_thinner_than_one_step_below_the_start():
+    s = Settings(size=512).resolved()  # start 256 px, √2 steps: a coarse scale needs a 181 px short side
+    assert [p.size for p in plan_scales(s, (512, 512))] == [(256, 256), (362, 362), (512, 512)]
+    assert [p.size for p in plan_scales(s, (600, 512))] == [(256, 218), (362, 309), (512, 437)]  # a portrait
+    assert [p.size for p in plan_scales(s, (256, 512))] == [(181, 362), (256, 512)]  # 2:1: starts at 362 px
+    assert [p.size for p in plan_scales(s, (100, 512))] == [(100, 512)]  # a 5:1 strip: one scale
+    assert [p.size for p in plan_scales(s, (512, 104))] == [(512, 104)]
+    explicit = Settings(size=512, scales=(256, 512)).resolved()  # --scales is taken as given
+    assert [p.size for p in plan_scales(explicit, (100, 512))] == [(50, 256), (100, 512)]
+
+
 def test_seconds_left_weights_later_scales_by_their_pixels():
     plans = [ScalePlan((64, 64), 150), ScalePlan((128, 128), 60)]
     assert seconds_left(plans, 0, 100, 1.0) == 50 + 60 * 4  # 50 more here, 60 at four times the cost

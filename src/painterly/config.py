@@ -114,7 +114,11 @@ class Settings:
     # a single scale never finds, and leave the final scale a start only slightly blurred.
     iterations: int = field(default=150, metadata={"help": "optimiser evaluations at the final scale"})
     coarse_iterations: int = field(default=50, metadata={"help": "optimiser evaluations at each coarser scale"})
-    start_size: int = field(default=START_SIZE, metadata={"help": "longest side of the first (coarsest) scale"})
+    start_size: int = field(
+        default=START_SIZE,
+        metadata={"help": "longest side of the first (coarsest) scale; a coarse scale whose shorter side is under "
+                  "this / --scale-step is skipped (a wide or tall picture starts later)"},
+    )  # fmt: skip
     scale_step: float = field(default=2**0.5, metadata={"help": "ratio between successive scales"})
     scales: tuple[int, ...] | None = field(
         default=None, metadata={"help": "explicit list of scale sizes (overrides start size and step)"}

@@ -3,7 +3,8 @@
 One plan serves every part of painterly that needs to know the schedule: :func:`painterly.stylize`
 runs it, the experiments count its evaluations, the studio and the progress line estimate the
 time left from it. A scale too small for the network is skipped (a very wide or tall picture
-starts its pyramid at the first scale it fits); a final scale too small is a one-line error.
+starts its pyramid at the first scale it fits), and so is a coarse scale whose shorter side is
+under :func:`least_coarse_side`; a final scale too small is a one-line error.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def plan_scales(s: Settings, shape: tuple[int, int], *, what: str = "the content
     height, width = scaled(*shape, s.size)
     need = min_side(s.model_defaults().arch, (s.content_layer, *s.style_layers))
     sizes = s.scale_sizes()
+    thin = 0 if s.scales else least_coarse_side(s)
     plans = []
     for longest in sizes:
         h, w = scaled(height, width, longest)
         final = longest == sizes[-1]
-        if min(h, w) < need:
+        if min(h, w) < need or (not final and min(h, w) < thin):
             if not final:
                 continue
             raise InputError(f"at {longest} px {what} is {w}x{h}, smaller than the {need} px the network needs; "
@@ -52,6 +54,18 @@ def plan_scales(s: Settings, shape: tuple[int, int], *, what: str = "the content
         n = s.iterations if final else s.coarse_iterations
         plans.append(ScalePlan((h, w), fine_evaluations(n, h * w) if s.taper else n))
     return plans
+
+
+def least_coarse_side(s: Settings) -> int:
+    """The shortest side a coarse scale of the ladder may have: one step below the start size.
+
+    The start size is the first scale's longest side; a wide or tall picture would start with a
+    short side far under it (a 5:1 strip 50 px tall at 256 px, a 2:1 sky 128 px), where the
+    subject is again too small for the content tap to hold and the coarse scales paint the
+    style's large structures over it, as a square did at a 128 px start (docs/quality.md). Such
+    a scale is skipped: the ladder starts later, or at the output itself. Pictures up to 4:3 (and
+    3:4) keep the whole ladder at the default; ``--scales`` is taken as given."""
+    return round(s.start_size / s.scale_step)
 
 
 # A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out, and its
