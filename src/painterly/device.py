@@ -99,6 +99,19 @@ def large_blocks_returned(device: torch.device) -> Iterator[None]:
             libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
 
 
+def release_freed(device: torch.device) -> None:
+    """Hand the memory freed by one tile of a tiled evaluation (painterly.tiling) back to the system
+    (glibc's ``malloc_trim``) before the next. The painterly command keeps freed memory for reuse
+    (:func:`reuse_freed_memory`), which suits an evaluation that allocates the same blocks every
+    time; tiles of a few sizes, allocated between long-lived whole-picture buffers, instead left the
+    heap ever more fragmented: a 4096x3072 run's RSS ratcheted to 7 GiB of mostly free memory
+    (BENCHMARKS.md, "Print size"). The next tile pays the page faults again (a few percent of its
+    time). Elsewhere than Linux/glibc, and on GPUs, nothing to do."""
+    libc = _glibc() if device.type == "cpu" else None
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
     if sys.platform != "linux":

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .device import large_blocks_returned
+from .device import large_blocks_returned, release_freed
 from .network import VGGFeatures, _run
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise.
@@ -302,23 +302,6 @@ class Tiler:
                 release_freed(image.device)
             if self.split:
                 yield None, self.run_tail(assembled, low, taps - head_taps)
-
-
-def release_freed(device: torch.device) -> None:
-    """Hand the memory freed by one tile back to the system (glibc's ``malloc_trim``) before the
-    next. The painterly command keeps freed memory for reuse (painterly.device.reuse_freed_memory),
-    which suits an evaluation that allocates the same blocks every time; tiles of a few sizes,
-    allocated between long-lived whole-picture buffers, instead left the heap ever more fragmented:
-    a 4096x3072 run's RSS ratcheted to 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile
-    pays the page faults again (a few percent of its time). Elsewhere than Linux/glibc, and on GPUs,
-    nothing to do."""
-    if device.type != "cpu":
-        return
-    from .device import _glibc
-
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def _empty_like_at(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
