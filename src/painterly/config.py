@@ -179,6 +179,15 @@ class Settings:
     coarse_content_weight: float = field(
         default=1.0, metadata={"help": "α is multiplied by this at every scale but the final one"}
     )
+    laplacian_weight: float = field(
+        default=0.0,
+        metadata={"help": "λ of a Laplacian content term (Li et al. 2017): charges for edges and spots painted where "
+                  "the photograph is smooth, at the --laplacian-pools scales (0: off, the seed's objective)"},
+    )  # fmt: skip
+    laplacian_pools: tuple[float, ...] = field(
+        default=(4.0, 16.0),
+        metadata={"help": "the Laplacian term's cell sizes, in output pixels at a 512 px output (scaled with it)"},
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -275,6 +284,7 @@ class Settings:
             "scale_step",
             "learning_rate",
             "coarse_content_weight",
+            "laplacian_weight",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -322,6 +332,12 @@ class Settings:
                     raise InputError(f"--{name.replace('_', '-')} values must be finite numbers >= 0, got {w!r}")
         if self.style_blend_weights is not None and sum(self.style_blend_weights) <= 0:
             raise InputError("--style-blend-weights must not all be zero")
+        if not self.laplacian_pools or len(self.laplacian_pools) > MAX_LIST:
+            raise InputError(f"--laplacian-pools needs 1 to {MAX_LIST} values, got {len(self.laplacian_pools)}")
+        for pool in self.laplacian_pools:
+            if not _finite(pool) or not 1 <= pool <= LIMITS["laplacian_pools"]:
+                raise InputError(f"--laplacian-pools values must be numbers from 1 to {LIMITS['laplacian_pools']}, "
+                                 f"got {pool!r}")  # fmt: skip
         if self.scales is not None:
             for s in self.scales:
                 positive_int("scales", s, 16)
@@ -432,6 +448,8 @@ LIMITS = {
     "style_scale": 100.0,
     "scale_step": 16.0,
     "coarse_content_weight": 1e6,
+    "laplacian_weight": 1e6,
+    "laplacian_pools": 512.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 
