@@ -177,7 +177,10 @@ NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "ca
 
 
 def settings_key(s: Settings) -> dict:
-    return {k: v for k, v in s.to_dict().items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+    values = s.to_dict()
+    # λ left to the default is keyed by its value: a candidate that names today's default λ is the default
+    values["laplacian_weight"] = s.resolved().laplacian_weight
+    return {k: v for k, v in values.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
 
 
 def planned_ladder(pair: str, s: Settings) -> list[list[int]]:

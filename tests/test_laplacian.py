@@ -7,7 +7,7 @@ import torch
 
 from painterly import stylize
 from painterly.api import build_problem
-from painterly.config import Settings
+from painterly.config import LAPLACIAN_WEIGHT, Settings
 from painterly.errors import InputError
 from painterly.image import load_image, resize
 from painterly.objective import laplacian_cells, laplacian_loss, pooled_laplacian
@@ -87,17 +87,26 @@ def test_the_term_in_the_objective(tiny_pair):
     assert report["laplacian"] == 2.0 and set(report["normalizers"]["laplacian"]) == {"2", "8"}
 
 
-def test_off_by_default_is_the_seed_objective(tiny_pair):
+def test_the_default_and_no_normalize():
+    # λ by default where the terms are normalised; with --no-normalize 0 (the seed's raw objective) unless given.
+    assert Settings().resolved().laplacian_weight == LAPLACIAN_WEIGHT
+    assert Settings(normalize=False).resolved().laplacian_weight == 0.0
+    assert Settings(normalize=False, laplacian_weight=2.0).resolved().laplacian_weight == 2.0
+    assert Settings(laplacian_weight=0.0).resolved().laplacian_weight == 0.0
+
+
+def test_off_is_the_seed_objective(tiny_pair):
     content, style = tiny_pair
-    assert Settings().laplacian_weight == 0.0
-    plain = stylize(content, style, Settings(**FAST))
+    plain = stylize(content, style, Settings(**FAST, laplacian_weight=0.0))
     assert "laplacian" not in plain.losses and "laplacian" not in plain.weights
-    assert torch.equal(plain.image, stylize(content, style, Settings(**FAST, laplacian_pools=(3.0,))).image)
+    assert torch.equal(
+        plain.image, stylize(content, style, Settings(**FAST, laplacian_weight=0.0, laplacian_pools=(3.0,))).image
+    )
 
 
 def test_a_run_lowers_its_laplacian_term_and_tiles_give_the_same(tiny_pair):
     content, style = tiny_pair
-    s = Settings(**{**FAST, "coarse_iterations": 0, "iterations": 8})
+    s = Settings(**{**FAST, "coarse_iterations": 0, "iterations": 8}, laplacian_weight=0.0)
     without, with_it = stylize(content, style, s), stylize(content, style, s, laplacian_weight=3.0)
     on = Settings(**{**FAST, "coarse_iterations": 0, "iterations": 8}, laplacian_weight=3.0).resolved()
     judge = build_problem(resize(load_image(content), s.size), [load_image(style)], on)
@@ -141,5 +150,5 @@ def test_score_and_a_record_carry_it(tmp_path, tiny_pair):
     assert recorded["laplacian_weight"] == 1.5 and recorded["laplacian_pools"] == [2.0, 6.0]
     report = score(str(out), *tiny_pair, Settings(**FAST, laplacian_weight=1.5))
     assert report["weights"]["laplacian"] == 1.5 and report["laplacian"] > 0
-    assert report["total"] > score(str(out), *tiny_pair, Settings(**FAST))["total"]
-    assert "laplacian" not in score(str(out), *tiny_pair, Settings(**FAST))
+    seed = score(str(out), *tiny_pair, Settings(**FAST, laplacian_weight=0.0))
+    assert report["total"] > seed["total"] and "laplacian" not in seed
