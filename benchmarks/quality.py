@@ -150,6 +150,11 @@ CANDIDATES: dict[str, dict] = {
     # Every scale of the ladder whatever the picture's shape: the default before plan.least_coarse_side.
     "full_ladder": {"scales": (256, 362, 512)},
     "hist": {"preserve_color": "histogram"},  # a user's option, as a reference: the style recoloured first
+    # Session 3: a Laplacian content term (Li et al. 2017) at λ, pools 4 and 16 px (at 512 px).
+    "lap03": {"laplacian_weight": 0.3},
+    "lap1": {"laplacian_weight": 1.0},
+    "lap3": {"laplacian_weight": 3.0},
+    "lap10": {"laplacian_weight": 10.0},
 }
 
 
@@ -167,11 +172,15 @@ def settings_for(candidate: str, size: int) -> Settings:
 # Settings added after paintings were cached, at the value that changes nothing: left out of the
 # cache key, so adding an option keeps every cached painting that does not use it.
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
-           "coarse_content_weight": 1.0, "strength": None}  # fmt: skip
+           "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
+           "laplacian_pools": [4.0, 16.0]}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:
-    return {k: v for k, v in s.to_dict().items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+    values = s.to_dict()
+    # λ left to the default is keyed by its value: a candidate that names today's default λ is the default
+    values["laplacian_weight"] = s.resolved().laplacian_weight
+    return {k: v for k, v in values.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
 
 
 def planned_ladder(pair: str, s: Settings) -> list[list[int]]:

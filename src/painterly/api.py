@@ -155,7 +155,9 @@ def score(
     fits them. The report holds the seed's raw terms (``content``,
     ``style`` = Σ_l w_l L_style^l, ``tv``, and ``style_layers``: L_style^l by layer), the
     ``weights`` as given (α, β, γ, w_l), the ``normalizers`` N (all 1 with ``normalize`` off) and
-    the ``total`` optimised, α/N_c·content + β·Σ_l (w_l/N_l)·L_style^l + γ/N_tv·tv.
+    the ``total`` optimised, α/N_c·content + β·Σ_l (w_l/N_l)·L_style^l + γ/N_tv·tv; with a Laplacian
+    term (``laplacian_weight`` > 0) also ``laplacian`` (Σ_p L_lap,p, raw) and its λ · mean_p L_lap,p/N_p
+    in the total.
 
     The style term is always the seed's Gram term (``style_loss`` is taken as "gram"), so scores of
     runs with either style loss compare; the ``total`` is then the Gram objective's.
@@ -173,10 +175,12 @@ def score(
         terms = {k: float(v) for k, v in problem.objective_at((h, w))(img.to(problem.device)).items()}
     weights = problem.weights.to_dict()
     normalizers = weights.pop("normalizers")
+    extra = {"laplacian": terms["laplacian"]} if "laplacian" in terms else {}  # only where it is on
     return {
         "content": terms["content"],
         "style": terms["style"],
         "tv": terms["tv"],
+        **extra,
         "total": terms["total"],
         "style_layers": {layer: terms[f"style:{layer}"] for layer in s.style_layers},
         "weights": weights,

@@ -45,6 +45,10 @@ CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT = 1.0, 100.0, 1.0
 # docs/quality.md shows both. It also costs fewer evaluations (187 instead of 197 at 512 px).
 START_SIZE = 256
 
+# λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
+# normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
+LAPLACIAN_WEIGHT = 0.0
+
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
 # picture: β = STYLE_WEIGHT and the default start size. Each step of 0.5 multiplies β by
 # 10^STRENGTH_DECADES (β 3.2 at 0, 3162 at 1: the sweep in docs/experiments.md changes the picture
@@ -179,6 +183,16 @@ class Settings:
     coarse_content_weight: float = field(
         default=1.0, metadata={"help": "α is multiplied by this at every scale but the final one"}
     )
+    laplacian_weight: float | None = field(
+        default=None,
+        metadata={"help": "λ of a Laplacian content term (Li et al. 2017): charges for edges and spots painted where "
+                  "the photograph is smooth, at the --laplacian-pools scales (0: off, the seed's objective; default: "
+                  f"{LAPLACIAN_WEIGHT:g} with the normalised terms, 0 with --no-normalize)"},
+    )  # fmt: skip
+    laplacian_pools: tuple[float, ...] = field(
+        default=(4.0, 16.0),
+        metadata={"help": "the Laplacian term's cell sizes, in output pixels at a 512 px output (scaled with it)"},
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -232,6 +246,9 @@ class Settings:
             content_weight=d.content_weight if self.content_weight is None else self.content_weight,
             style_weight=style_weight if self.style_weight is None else self.style_weight,
             tv_weight=d.tv_weight if self.tv_weight is None else self.tv_weight,
+            laplacian_weight=(LAPLACIAN_WEIGHT if self.normalize else 0.0)
+            if self.laplacian_weight is None
+            else self.laplacian_weight,
             learning_rate=self.learning_rate or (1.0 if self.optimizer == "lbfgs" else 0.02),
         )
         out.validate()
@@ -275,6 +292,7 @@ class Settings:
             "scale_step",
             "learning_rate",
             "coarse_content_weight",
+            "laplacian_weight",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -322,6 +340,12 @@ class Settings:
                     raise InputError(f"--{name.replace('_', '-')} values must be finite numbers >= 0, got {w!r}")
         if self.style_blend_weights is not None and sum(self.style_blend_weights) <= 0:
             raise InputError("--style-blend-weights must not all be zero")
+        if not self.laplacian_pools or len(self.laplacian_pools) > MAX_LIST:
+            raise InputError(f"--laplacian-pools needs 1 to {MAX_LIST} values, got {len(self.laplacian_pools)}")
+        for pool in self.laplacian_pools:
+            if not _finite(pool) or not 1 <= pool <= LIMITS["laplacian_pools"]:
+                raise InputError(f"--laplacian-pools values must be numbers from 1 to {LIMITS['laplacian_pools']}, "
+                                 f"got {pool!r}")  # fmt: skip
         if self.scales is not None:
             for s in self.scales:
                 positive_int("scales", s, 16)
@@ -432,6 +456,8 @@ LIMITS = {
     "style_scale": 100.0,
     "scale_step": 16.0,
     "coarse_content_weight": 1e6,
+    "laplacian_weight": 1e6,
+    "laplacian_pools": 512.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -239,6 +239,40 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return (dx**2).sum() + (dy**2).sum()
 
 
+# The 4-neighbour Laplacian, one 3×3 kernel applied to each colour channel on its own.
+_LAPLACIAN_KERNEL = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+
+def pooled_laplacian(image: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:
+    """Δ(P(x)): the image (B, C, H, W) averaged over a grid of ``cells`` (rows, columns; area pooling,
+    any ratio), then the 4-neighbour Laplacian of each channel, on the grid's inside only (no padding):
+    (B, C, rows − 2, columns − 2). A cell's value is Σ of its 4 neighbours − 4 × its own; it is 0 on a
+    smooth (locally linear) region whatever its colour, large on an edge or a spot.
+
+    >>> pooled_laplacian(torch.tensor([[[[0., 0, 0], [0, 1, 0], [0, 0, 0]]]]), (3, 3))  # a lone spot
+    tensor([[[[-4.]]]])
+    """
+    pooled = image if tuple(image.shape[-2:]) == tuple(cells) else F.adaptive_avg_pool2d(image, cells)
+    c = image.shape[1]
+    kernel = torch.tensor(_LAPLACIAN_KERNEL, dtype=pooled.dtype, device=pooled.device).expand(c, 1, 3, 3)
+    return F.conv2d(pooled, kernel, groups=c)
+
+
+def laplacian_loss(laplacian: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_lap = 1/(C R W) Σ (Δ(P(x)) − Δ(P(c)))², the mean squared difference of two pooled Laplacians
+    (:func:`pooled_laplacian`; per batch item summed), Li et al. (2017), "Laplacian-steered neural style
+    transfer". It charges for edges and spots the output has where the photograph is smooth at the
+    pooling's scale (and for the photograph's edges lost), nothing for a smooth region's colour."""
+    dtype = torch.promote_types(laplacian.dtype, torch.float32)
+    return F.mse_loss(laplacian.to(dtype), target.to(dtype), reduction="mean") * laplacian.shape[0]
+
+
+def laplacian_cells(height: int, width: int, pool: float) -> tuple[int, int]:
+    """The grid a Laplacian term of ``pool`` output pixels per cell uses for a (height, width) output
+    (at least 3 × 3, at most one cell per pixel)."""
+    return max(3, min(height, round(height / pool))), max(3, min(width, round(width / pool)))
+
+
 def gram_per_pixel(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Gram matrix divided by the number of positions it sums over: comparable across sizes.
 
@@ -282,6 +316,10 @@ class Weights:
     content_norm: float = 1.0
     style_norms: dict[str, float] = field(default_factory=dict)
     tv_norm: float = 1.0
+    # λ of the Laplacian content term (0: off, the seed's objective) and each pooling's normaliser
+    # {pool: N_p}; the term is λ · mean_p L_lap,p / N_p.
+    laplacian: float = 0.0
+    laplacian_norms: dict[float, float] = field(default_factory=dict)
 
     @property
     def content_factor(self) -> float:
@@ -294,11 +332,20 @@ class Weights:
     def style_factor(self, layer: str) -> float:
         return self.beta * self.layer_weights[layer] / self.style_norms.get(layer, 1.0)
 
+    def laplacian_factor(self, pool: float) -> float:
+        """λ / (number of poolings · N_p): the weight of one pooling's L_lap in the total."""
+        return self.laplacian / max(1, len(self.laplacian_norms)) / self.laplacian_norms.get(pool, 1.0)
+
     def to_dict(self) -> dict[str, Any]:
-        """α, β, γ, ``layer_weights`` {layer: w_l} as given, and ``normalizers`` {content, style: {layer: N_l}, tv}."""
+        """α, β, γ, ``layer_weights`` {layer: w_l} as given, and ``normalizers`` {content, style: {layer: N_l}, tv};
+        with the Laplacian term on, also its λ (``laplacian``) and ``normalizers["laplacian"]`` {pool: N_p}."""
         style_norms = {k: self.style_norms.get(k, 1.0) for k in self.layer_weights}
-        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "layer_weights": dict(self.layer_weights),
-                "normalizers": {"content": self.content_norm, "style": style_norms, "tv": self.tv_norm}}  # fmt: skip
+        out = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "layer_weights": dict(self.layer_weights),
+               "normalizers": {"content": self.content_norm, "style": style_norms, "tv": self.tv_norm}}  # fmt: skip
+        if self.laplacian > 0:  # only where the term is on: a seed run's report is as before
+            out["laplacian"] = self.laplacian
+            out["normalizers"]["laplacian"] = {f"{p:g}": n for p, n in self.laplacian_norms.items()}
+        return out
 
 
 WEIGHTED = "weighted:"  # the prefix of each term's share of the total, as weighed
@@ -336,6 +383,7 @@ class Objective:
         output_masks: Sequence[torch.Tensor | None] | None = None,
         tile: int | None = None,
         style_loss: str = "gram",
+        laplacian_cells: dict[float, tuple[int, int]] | None = None,
     ) -> None:
         self.net = net
         # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians.
@@ -354,6 +402,11 @@ class Objective:
         with torch.no_grad():
             self.content_target = self._content_target(content) if weights.alpha > 0 else None
             self.targets = self._style_targets(styles, blend_weights, style_masks, output_masks)
+            # The Laplacian term's targets Δ(P(c)), on each pooling's grid of the *output* (the same
+            # cells at every scale, so λ means the same at every scale); whole-image, like TV.
+            self.laplacian_targets = {}
+            if weights.laplacian > 0:
+                self.laplacian_targets = {p: pooled_laplacian(content, cells) for p, cells in laplacian_cells.items()}
         self.tiled = None
         if self.tiler is not None:
             from .tiling import TiledEvaluation
@@ -497,14 +550,26 @@ class Objective:
             weighted_style = weighted_style + w.style_factor(layer) * term
         terms["style"] = style
         terms["tv"] = tv_loss(image) if w.gamma > 0 else zero
+        laplacian = weighted_laplacian = zero
+        for pool, target in self.laplacian_targets.items():
+            cells = (target.shape[-2] + 2, target.shape[-1] + 2)  # the grid inside which Δ was taken
+            term = laplacian_loss(pooled_laplacian(image, cells), target)
+            laplacian = laplacian + term
+            weighted_laplacian = weighted_laplacian + w.laplacian_factor(pool) * term
+        if self.laplacian_targets:  # the term only where it is on: a seed run reports the seed's terms
+            terms["laplacian"] = laplacian
+            terms[WEIGHTED + "laplacian"] = weighted_laplacian
         # each term as it enters the total (α/N_c · L_c, Σ β w_l/N_l · L_l, γ/N_tv · L_tv): the raw
         # terms differ by orders of magnitude, these say which one the optimiser is working on
         terms[WEIGHTED + "content"] = w.content_factor * terms["content"]
         terms[WEIGHTED + "style"] = weighted_style
         terms[WEIGHTED + "tv"] = w.tv_factor * terms["tv"]
-        terms["total"] = terms[WEIGHTED + "content"] + weighted_style + terms[WEIGHTED + "tv"]
+        terms["total"] = terms[WEIGHTED + "content"] + weighted_style + terms[WEIGHTED + "tv"] + weighted_laplacian
         return terms
 
+
+# laplacian_pools are output pixels per cell at an output of this longest side.
+LAPLACIAN_REFERENCE = 512
 
 # The normalisers are measured at this longest side (or the output's, if smaller): big enough to
 # be representative, small enough to cost one cheap forward pass even for print-size outputs.
@@ -573,8 +638,18 @@ class Problem:
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
             tile=choose_tile(s.tile, size, self.device),
-            style_loss=s.style_loss,
+            style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(),
         )  # fmt: skip
+
+    def laplacian_cells(self) -> dict[float, tuple[int, int]]:
+        """{pool: grid} of the Laplacian term: ``laplacian_pools`` are output pixels per cell at a 512 px
+        output, scaled with the output's longest side (the same cells, relative to the picture, at any size)."""
+        s = self.settings
+        height, width = self.content.shape[-2:]
+        if not s.laplacian_weight:
+            return {}
+        per_px = max(height, width) / LAPLACIAN_REFERENCE
+        return {float(p): laplacian_cells(height, width, p * per_px) for p in s.laplacian_pools}
 
     def _measure_weights(self) -> Weights:
         """The settings' α, β, γ, w_l and, with ``normalize`` (the default), each term's own scale for
@@ -587,12 +662,21 @@ class Problem:
           layer term is 1 at the content image and 0 where the style is matched, so β weighs the
           same share of the objective with either loss, though W₂², quadratic in the features, falls
           more slowly than the quartic Gram term as the match improves),
-        * total variation by the number of values 3·H·W of the output.
+        * total variation by the number of values 3·H·W of the output,
+        * the Laplacian term (``laplacian_weight`` > 0), per pooling, by the mean square of the content
+          image's own pooled Laplacian (1 at an output without structure at that scale).
 
         Departure from the seed, which weighs raw terms; ``normalize=False`` leaves every N at 1.
         """
         s = self.settings
-        given = Weights(s.content_weight, s.style_weight, s.tv_weight, dict(zip(s.style_layers, s.style_layer_weights)))
+        given = Weights(
+            s.content_weight,
+            s.style_weight,
+            s.tv_weight,
+            dict(zip(s.style_layers, s.style_layer_weights)),
+            laplacian=s.laplacian_weight,
+            laplacian_norms=dict.fromkeys(self.laplacian_cells(), 1.0),
+        )
         if not s.normalize:
             return given
         height, width = self.content.shape[-2:]
@@ -605,9 +689,13 @@ class Problem:
             content = resize_to(self.content, ref).to(self.device)
             content_norm = float(objective.content_target.float().pow(2).mean())  # the content's own features
             per_layer = objective.style_terms(content)
+            # the content's own pooled Laplacian energy: 1 for an output with no structure at that scale
+            cells = self.laplacian_cells()
+            lap_norms = {p: float(pooled_laplacian(content, c).float().pow(2).mean()) for p, c in cells.items()}
         return dataclasses.replace(
             given,
             content_norm=max(content_norm, 1e-12),
             style_norms={layer: max(float(v), 1e-12) for layer, v in zip(s.style_layers, per_layer)},
             tv_norm=float(3 * height * width),
+            laplacian_norms={p: max(v, 1e-12) for p, v in lap_norms.items()},
         )

@@ -128,7 +128,8 @@ def shown_terms(losses: dict[str, float]) -> dict[str, str]:
     weighted = {k[len(WEIGHTED) :]: v for k, v in losses.items() if k.startswith(WEIGHTED)}
     if not weighted or not total or total <= 0:
         return {k: f"{v:.3g}" for k, v in plain.items()}
-    extra = {k: v for k, v in plain.items() if k not in ("content", "style", "tv", "total")}  # weighted already
+    # the rest (a video's temporal term) is weighted already; a term with a weighted copy is shown by it
+    extra = {k: v for k, v in plain.items() if k not in ("content", "style", "tv", "total") and k not in weighted}
     shares = {k: f"{v / total:.0%}" for k, v in {**weighted, **extra}.items()}
     return {**shares, "total": f"{total:.3g}"}
 

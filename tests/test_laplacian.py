@@ -1,0 +1,154 @@
+"""The Laplacian content term (issue #12, Li et al. 2017): its formula by hand, its gradient, how a run weighs it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from painterly import stylize
+from painterly.api import build_problem
+from painterly.config import LAPLACIAN_WEIGHT, Settings
+from painterly.errors import InputError
+from painterly.image import load_image, resize
+from painterly.objective import laplacian_cells, laplacian_loss, pooled_laplacian
+from painterly.progress import shown_terms
+
+FAST = dict(weights="random", model="vgg16", size=40, iterations=6, coarse_iterations=4, start_size=28,
+            style_layers=("relu1_1", "relu2_1"), content_layer="relu2_1", device="cpu",
+            precision="float32")  # fmt: skip
+
+
+def test_pooled_laplacian_by_hand():
+    # 6×6, the middle 2×2 block at 1: pooled over 3×3 cells of 2×2 the middle cell is 1, the rest 0;
+    # Δ there = 4 neighbours (0) − 4 × 1 = −4, and the grid's inside is that one cell.
+    x = torch.zeros(1, 1, 6, 6)
+    x[..., 2:4, 2:4] = 1.0
+    assert torch.equal(pooled_laplacian(x, (3, 3)), torch.tensor([[[[-4.0]]]]))
+    # A quarter of the block lit: the cell's average is 1/4, so Δ = −1.
+    y = torch.zeros(1, 1, 6, 6)
+    y[..., 2, 2] = 1.0
+    assert torch.equal(pooled_laplacian(y, (3, 3)), torch.tensor([[[[-1.0]]]]))
+    # Each channel on its own; a linear ramp (a smooth region, any colour) has none.
+    ramp = torch.linspace(0, 1, 8).expand(1, 3, 8, 8) * torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
+    assert pooled_laplacian(ramp + 0.3, (8, 8)).abs().max() < 1e-6
+    assert pooled_laplacian(ramp, (4, 4)).shape == (1, 3, 2, 2)
+
+
+def test_laplacian_loss_by_hand():
+    # Δ of a spot is −4 at its cell and +1 at each of its 4 neighbours; on a 5×5 grid the inside is
+    # 3×3: against a smooth target the squared differences are 16 + 4·1 = 20 over 9 cells.
+    x = torch.zeros(1, 1, 5, 5)
+    x[..., 2, 2] = 1.0
+    target = pooled_laplacian(torch.zeros(1, 1, 5, 5), (5, 5))
+    assert laplacian_loss(pooled_laplacian(x, (5, 5)), target).item() == pytest.approx(20 / 9)
+    assert laplacian_loss(target, target).item() == 0.0
+
+
+def test_laplacian_gradient_is_the_numerical_one_in_float64():
+    x = torch.rand(1, 3, 11, 9, dtype=torch.float64, requires_grad=True)
+    t = pooled_laplacian(torch.rand(1, 3, 11, 9, dtype=torch.float64), (5, 4))  # cells of 2.2 × 2.25 px
+    assert torch.autograd.gradcheck(lambda v: laplacian_loss(pooled_laplacian(v, (5, 4)), t), (x,))
+
+
+def test_cells_are_the_outputs_at_every_scale():
+    assert laplacian_cells(512, 384, 4.0) == (128, 96)
+    assert laplacian_cells(20, 10, 16.0) == (3, 3)  # never under 3 × 3
+    assert laplacian_cells(6, 4, 0.5) == (6, 4)  # never more than a cell per pixel
+
+
+def test_the_term_in_the_objective(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**FAST, laplacian_weight=2.0, laplacian_pools=(2.0, 8.0)).resolved()
+    problem = build_problem(resize(load_image(content), s.size), [load_image(style)], s)
+    w = problem.weights
+    # Normalised by the content's own pooled Laplacian energy, one normaliser per pool.
+    height, width = problem.content.shape[-2:]
+    cells = {p: laplacian_cells(height, width, p * max(height, width) / 512) for p in (2.0, 8.0)}
+    assert problem.laplacian_cells() == cells
+    for p, c in cells.items():
+        assert w.laplacian_norms[p] == pytest.approx(float(pooled_laplacian(problem.content, c).pow(2).mean()))
+    out = torch.rand(1, 3, height, width)
+    terms = problem.objective_at((height, width))(out)
+    target = {p: pooled_laplacian(problem.content, c) for p, c in cells.items()}
+    by_pool = {p: laplacian_loss(pooled_laplacian(out, c), target[p]) for p, c in cells.items()}
+    assert terms["laplacian"].item() == pytest.approx(sum(by_pool.values()).item(), rel=1e-5)
+    expected = sum(2.0 / 2 * v / w.laplacian_norms[p] for p, v in by_pool.items())
+    assert terms["weighted:laplacian"].item() == pytest.approx(expected.item(), rel=1e-5)
+    seed = terms["weighted:content"] + terms["weighted:style"] + terms["weighted:tv"]
+    assert terms["total"].item() == pytest.approx((seed + terms["weighted:laplacian"]).item(), rel=1e-6)
+    # A flat grey output: 1 per pool (no structure at all), so λ exactly.
+    flat = problem.objective_at((height, width))(torch.full((1, 3, height, width), 0.5))
+    assert flat["weighted:laplacian"].item() == pytest.approx(2.0, rel=1e-5)
+    # The content itself: 0 at every scale, the targets on the output's grid.
+    coarse = problem.objective_at((height // 2, width // 2))
+    assert {p: (t.shape[-2] + 2, t.shape[-1] + 2) for p, t in coarse.laplacian_targets.items()} == cells
+    assert problem.objective_at((height, width))(problem.content)["laplacian"].item() < 1e-12
+    report = problem.weights.to_dict()
+    assert report["laplacian"] == 2.0 and set(report["normalizers"]["laplacian"]) == {"2", "8"}
+
+
+def test_the_default_and_no_normalize():
+    # λ by default where the terms are normalised; with --no-normalize 0 (the seed's raw objective) unless given.
+    assert Settings().resolved().laplacian_weight == LAPLACIAN_WEIGHT
+    assert Settings(normalize=False).resolved().laplacian_weight == 0.0
+    assert Settings(normalize=False, laplacian_weight=2.0).resolved().laplacian_weight == 2.0
+    assert Settings(laplacian_weight=0.0).resolved().laplacian_weight == 0.0
+
+
+def test_off_is_the_seed_objective(tiny_pair):
+    content, style = tiny_pair
+    plain = stylize(content, style, Settings(**FAST, laplacian_weight=0.0))
+    assert "laplacian" not in plain.losses and "laplacian" not in plain.weights
+    assert torch.equal(
+        plain.image, stylize(content, style, Settings(**FAST, laplacian_weight=0.0, laplacian_pools=(3.0,))).image
+    )
+
+
+def test_a_run_lowers_its_laplacian_term_and_tiles_give_the_same(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**{**FAST, "coarse_iterations": 0, "iterations": 8}, laplacian_weight=0.0)
+    without, with_it = stylize(content, style, s), stylize(content, style, s, laplacian_weight=3.0)
+    on = Settings(**{**FAST, "coarse_iterations": 0, "iterations": 8}, laplacian_weight=3.0).resolved()
+    judge = build_problem(resize(load_image(content), s.size), [load_image(style)], on)
+    measure = judge.objective_at(tuple(without.image.shape[-2:]))
+    assert measure(with_it.image)["laplacian"] < measure(without.image)["laplacian"]
+    # Tiled, the network's terms are computed tile by tile and the Laplacian on the whole image: the same.
+    whole, tiled = stylize(content, style, on, iterations=3, tile=0), stylize(content, style, on, iterations=3, tile=16)
+    assert torch.allclose(whole.image, tiled.image, atol=1e-3)
+    assert tiled.losses["laplacian"] == pytest.approx(whole.losses["laplacian"], rel=1e-3)
+
+
+def test_progress_shows_the_term_once_as_its_share():
+    shown = shown_terms({"content": 2.0, "style": 1.0, "tv": 1.0, "laplacian": 9.0, "total": 1.0,
+                         "weighted:content": 0.5, "weighted:style": 0.2, "weighted:tv": 0.1,
+                         "weighted:laplacian": 0.2})  # fmt: skip
+    assert shown == {"content": "50%", "style": "20%", "tv": "10%", "laplacian": "20%", "total": "1"}
+
+
+@pytest.mark.parametrize("flag", ["--laplacian-weight=-1", "--laplacian-pools=0", "--laplacian-pools=4,nan"])
+def test_a_bad_value_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
+    from painterly.cli import main
+
+    assert main([*tiny_pair, "-o", str(tmp_path / "out.png"), "--weights", "random", "--size", "32", flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+    with pytest.raises(InputError):
+        Settings(laplacian_pools=()).resolved()
+
+
+def test_score_and_a_record_carry_it(tmp_path, tiny_pair):
+    from painterly.api import score
+    from painterly.cli import main
+    from painterly.image import read_metadata
+
+    out = tmp_path / "out.png"
+    fast = ["--weights", "random", "--model", "vgg16", "--size", "40", "--iterations", "4", "--coarse-iterations",
+            "0", "--style-layers", "relu1_1,relu2_1", "--content-layer", "relu2_1", "--quiet"]  # fmt: skip
+    assert main([*tiny_pair, "-o", str(out), *fast, "--laplacian-weight", "1.5", "--laplacian-pools", "2,6"]) == 0
+    recorded = read_metadata(out)["settings"]
+    assert recorded["laplacian_weight"] == 1.5 and recorded["laplacian_pools"] == [2.0, 6.0]
+    report = score(str(out), *tiny_pair, Settings(**FAST, laplacian_weight=1.5))
+    assert report["weights"]["laplacian"] == 1.5 and report["laplacian"] > 0
+    seed = score(str(out), *tiny_pair, Settings(**FAST, laplacian_weight=0.0))
+    assert report["total"] > seed["total"] and "laplacian" not in seed
