@@ -23,6 +23,15 @@ from .plan import ScalePlan, evaluations, modelled_seconds, seconds_left
 # A non-finite loss rolls back to the last good image and retries with a halved step this often.
 MAX_NONFINITE_RETRIES = 4
 
+# L-BFGS here takes fixed steps (no line search: one evaluation a step), and on a stiff objective it
+# can oscillate and then blow up (docs/quality.md: the portrait at Laplacian weight 3 went 0.587,
+# 0.655, 0.950, 365.7 and never came back). An L-BFGS evaluation above BLOWUP_RATIO times the
+# scale's lowest total is treated like a non-finite one: back to the last good image, the history
+# dropped, the step halved, at most MAX_NONFINITE_RETRIES times. The ratio is far above an
+# oscillation's, so a run that does not blow up is painted exactly as before; Adam's early steps
+# may rise, so it is left alone.
+BLOWUP_RATIO = 10.0
+
 
 @dataclass
 class Step:
@@ -84,6 +93,10 @@ def _loop_state(pos: Position, params, optimizer_state, history, average=None) -
 
 
 class _NonFinite(Exception):
+    pass
+
+
+class _BlownUp(_NonFinite):
     pass
 
 
@@ -267,12 +280,17 @@ class _Loop:
         if opt_state is not None:
             opt.load_state_dict(opt_state)
         last: dict[str, torch.Tensor] = {}
+        lowest = [float("inf")]  # the scale's lowest total so far (L-BFGS's blow-up guard)
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             terms = objective(x)
             if not torch.isfinite(terms["total"]):
                 raise _NonFinite
+            total = float(terms["total"].detach())
+            if isinstance(opt, torch.optim.LBFGS) and total > BLOWUP_RATIO * lowest[0] > 0:
+                raise _BlownUp
+            lowest[0] = min(lowest[0], total)
             terms["total"].backward()
             # x is still the image evaluated (the optimiser moves it after this): it becomes the
             # good one in place, so the loop holds no third image (0.56 GiB at 8192x6144).
@@ -288,10 +306,11 @@ class _Loop:
                 return self.result(self.output().cpu(), True, opt.state_dict(), "", x.detach().cpu())
             try:
                 opt.step(closure)
-            except _NonFinite:
+            except _NonFinite as error:
                 retries += 1
                 if retries > MAX_NONFINITE_RETRIES:
-                    msg = (f"the loss stayed non-finite after {MAX_NONFINITE_RETRIES} retries at "
+                    what = "kept blowing up" if isinstance(error, _BlownUp) else "stayed non-finite"
+                    msg = (f"the loss {what} after {MAX_NONFINITE_RETRIES} retries at "
                            f"{plan.size[1]}x{plan.size[0]}; kept the last good image (try lower weights)")  # fmt: skip
                     return self.result(self.output().cpu(), True, None, msg)
                 # Step back to the last good image; drop the optimiser's history, halve its step.
