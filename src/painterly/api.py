@@ -277,4 +277,5 @@ def _with_extra(terms: Terms, extra_terms: Callable[[torch.Tensor], dict[str, to
         total = seed_terms.pop("total") + sum(extra.values())
         return {**seed_terms, **extra, "total": total}
 
+    with_extra.tiled = getattr(terms, "tiled", None)  # type: ignore[attr-defined]  (run_scales looks)
     return with_extra
