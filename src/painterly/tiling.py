@@ -241,13 +241,20 @@ class Tiler:
         out = {}
         names = net.names[: self.head]
         if x.requires_grad and x.shape[-2] * x.shape[-1] > TILE_RECOMPUTE_ABOVE:
-            # As the untiled network does above its size: keep only the taps (and the head's
-            # output), re-run each stretch between them in the backward.
+            # As the untiled network does above its size (network._forward_recomputing): keep only
+            # the taps (and the head's output), re-run each stretch between them in the backward. A
+            # tap's own ReLU runs outside its stretch: its output is kept anyway (it is the tap), so
+            # the stretch's last convolution is not re-run and the backward holds no second copy of
+            # the tap (BENCHMARKS.md, "Print size, fourth session").
             start = 0
             for end, name in enumerate(names):
                 if name not in taps and end < len(names) - 1:
                     continue
-                x = checkpoint(_run, mods[start : end + 1], x, use_reentrant=False)
+                stop = end if isinstance(mods[end], nn.ReLU) else end + 1
+                if stop > start:
+                    x = checkpoint(_run, mods[start:stop], x, use_reentrant=False)
+                for module in mods[stop : end + 1]:
+                    x = module(x)
                 if name in taps:
                     out[name] = x
                 start = end + 1
