@@ -97,3 +97,18 @@ def test_extra_terms_keep_the_objectives_tiling_visible(libc, tiny_pair):
         painterly.stylize(content, style, tile=32, extra_terms=lambda x: {"zero": x.sum() * 0},
                           callback=lambda step: seen.append(libc.mmap), **TINY)  # fmt: skip
     assert seen and set(seen) == {device.TILED_MMAP_THRESHOLD}
+
+
+def test_the_set_up_runs_with_large_blocks_handed_back(libc, tiny_pair, monkeypatch):
+    """Reading, resizing and measuring at the output's size happen once: their whole-picture
+    temporaries are mapped for themselves (no holes left in the heap for a tiled scale)."""
+    from painterly import api
+
+    seen = []
+    build = api.build_problem
+    monkeypatch.setattr(api, "build_problem", lambda *a, **k: seen.append(libc.mmap) or build(*a, **k))
+    content, style = tiny_pair
+    with device.reuse_freed_memory():
+        painterly.stylize(content, style, tile=0, **TINY)
+        assert libc.mmap == device._REUSE_MMAP_THRESHOLD  # put back for the evaluations
+    assert seen == [device.TILED_MMAP_THRESHOLD]
