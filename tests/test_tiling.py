@@ -240,3 +240,25 @@ def test_pass_two_lets_each_tiles_dl_df_go_before_its_backward_ends(recompute, m
     _, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
     assert _rel(tiled, whole) < 1e-4
     assert len(checked) > 1 and all(len(c) > 0 and all(c) for c in checked), checked
+
+
+def test_when_the_largest_tile_recomputes_every_tile_does(monkeypatch):
+    """A small edge tile kept whole needs more than a large one recomputing (2.1 against 1.23 KB per
+    pixel at print size): so the grid's largest tile decides for all of them; the gradient stays."""
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    _, kept = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    sizes = sorted({(t.rows[1] - t.rows[0]) * (t.cols[1] - t.cols[0]) for t in tiling.Tiler(net, 16).tiles(44, 54)})
+    assert len(sizes) > 1
+    monkeypatch.setattr(tiling, "TILE_RECOMPUTE_ABOVE", sizes[-1] - 1)  # only the largest is over
+    stretched = []
+    real = tiling.checkpoint
+    monkeypatch.setattr(
+        tiling,
+        "checkpoint",
+        lambda fn, mods, x, **kw: (x.shape[1] == 3 and stretched.append(x.shape[-2:])) or real(fn, mods, x, **kw),
+    )
+    _, recomputed = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    pixels = {h * w for h, w in stretched}  # the tile inputs whose first stretch was checkpointed
+    assert pixels == set(sizes)  # the smallest tiles recomputed too
+    assert _rel(recomputed, kept) < 1e-6

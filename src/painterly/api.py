@@ -22,7 +22,7 @@ import torch
 from . import checkpoint as ckpt
 from . import color
 from .config import Settings
-from .device import memory_guard, resolve_device
+from .device import large_blocks_returned, memory_guard, resolve_device
 from .errors import InputError
 from .image import DEFAULT_MAX_PIXELS, ImageLike, as_image, as_mask, resize, resize_to
 from .network import build_network, resolve_precision
@@ -88,12 +88,16 @@ def stylize(
     s = dataclasses.replace(settings or Settings(), **overrides).resolved()
     if resume is not None:
         ckpt.check_settings(resume, s)
-    content_full = resize(as_image(content, "content", s.max_pixels), s.size)
-    what = "the content" if isinstance(content, torch.Tensor) else f"content {content}"
-    plans = plan_scales(s, tuple(content_full.shape[-2:]), what=what)  # checked before any work
-    working_on = [plans[-1].size]  # the size being worked on, for an out-of-memory message
-    with memory_guard(lambda: working_on[0]):
-        problem = build_problem(content_full, styles, s, masks)
+    # Inside the painterly command's reuse_freed_memory the set-up's whole-picture temporaries (read,
+    # resized, measured once, on the CPU) are handed back as they go: kept, they left holes in the
+    # heap that a tiled scale's small blocks then spread over (BENCHMARKS.md, "Print size, fourth session").
+    with large_blocks_returned(torch.device("cpu")):
+        content_full = resize(as_image(content, "content", s.max_pixels), s.size)
+        what = "the content" if isinstance(content, torch.Tensor) else f"content {content}"
+        plans = plan_scales(s, tuple(content_full.shape[-2:]), what=what)  # checked before any work
+        working_on = [plans[-1].size]  # the size being worked on, for an out-of-memory message
+        with memory_guard(lambda: working_on[0]):
+            problem = build_problem(content_full, styles, s, masks)
     inputs = ckpt.fingerprint([problem.content, *problem.styles, *(m for m in problem.masks or () if m is not None)])
     if resume is not None:
         ckpt.check_inputs(resume, inputs, plans)
@@ -281,4 +285,5 @@ def _with_extra(terms: Terms, extra_terms: Callable[[torch.Tensor], dict[str, to
         total = seed_terms.pop("total") + sum(extra.values())
         return {**seed_terms, **extra, "total": total}
 
+    with_extra.tiled = getattr(terms, "tiled", None)  # type: ignore[attr-defined]  (run_scales looks)
     return with_extra

@@ -57,7 +57,7 @@ def reuse_freed_memory() -> Iterator[None]:
     libc = _glibc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        libc.mallopt(_M_TRIM_THRESHOLD, _REUSE_TRIM_THRESHOLD)
     _reusing += 1
     try:
         yield
@@ -67,36 +67,47 @@ def reuse_freed_memory() -> Iterator[None]:
             libc.malloc_trim(0)
 
 
-# reuse_freed_memory's threshold, and how many of them are open (the tiled evaluation lowers it
-# while it runs and puts it back: large_blocks_returned).
+# reuse_freed_memory's thresholds, and how many of them are open (a tiled scale lowers them while
+# it runs and puts them back: large_blocks_returned).
 _REUSE_MMAP_THRESHOLD = 2**30
+_REUSE_TRIM_THRESHOLD = 2**31 - 1
 _reusing = 0
 
-# Blocks from this size up are mapped for themselves while a tiled evaluation runs (glibc's own
-# largest dynamic threshold, 32 MiB).
-TILED_MMAP_THRESHOLD = 32 * 2**20
+# Blocks from this size up are mapped for themselves, and the heap's top is trimmed from this much
+# free, while a tiled scale runs (BENCHMARKS.md, "Print size, fourth session").
+TILED_MMAP_THRESHOLD = 2**20
+# How many large_blocks_returned are open (the outermost one sets and restores the thresholds).
+_returning = 0
 
 
 @contextlib.contextmanager
 def large_blocks_returned(device: torch.device) -> Iterator[None]:
     """Inside :func:`reuse_freed_memory`, give blocks of :data:`TILED_MMAP_THRESHOLD` and more back
-    to the system when they are freed (glibc maps each for itself), for as long as this is open.
+    to the system when they are freed (glibc maps each for itself), for as long as this is open;
+    nested, the outermost one counts. A tiled scale (painterly.optimize.run_scales) runs inside one,
+    its optimiser step included, and so does each tiled evaluation.
 
-    A tiled evaluation allocates and frees each tile's large activations in an order that leaves
-    the heap's freed blocks too small for the next ones: one 1.1 MP tile's forward and backward held
-    at most 2.5 GiB live (mallinfo2) while the process's RSS reached 3.6-4.0 GiB, and a 4096x3072
-    evaluation's pass 2 held 4.3 GiB live at an RSS of 7.1-7.9 GiB (BENCHMARKS.md, "Print size,
-    third session"). With the large blocks mapped, the same tile's RSS peaks at 2.9-3.0 GiB, its
-    page faults costing a few percent of its time. Outside reuse_freed_memory glibc's default
-    already maps blocks over 32 MiB; on GPUs, and elsewhere than glibc, nothing to do."""
-    libc = _glibc() if device.type == "cpu" and _reusing else None
+    A tiled evaluation allocates and frees each tile's activations in an order that leaves the
+    heap's freed blocks too small for the next ones, and between whole-picture buffers the heap
+    kept too: with 32 MiB (glibc's own largest dynamic threshold) during the tiled evaluation only,
+    a 2048x1536 tiled Adam evaluation held 1.73 GiB live (mallinfo2) at an RSS of 2.51 GiB, the
+    heap's free blocks (0.6-0.7 GiB) resident; with 1 MiB over the whole scale, 1.73 at 1.94 GiB,
+    the heap at 0.12 GiB and the rest of the excess the libraries' own pages (BENCHMARKS.md, "Print
+    size, fourth session"). Outside reuse_freed_memory glibc's thresholds are left alone (they are
+    process-wide; see there); on GPUs, and elsewhere than glibc, nothing to do."""
+    global _returning
+    libc = _glibc() if device.type == "cpu" and _reusing and not _returning else None
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, TILED_MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, TILED_MMAP_THRESHOLD)
+    _returning += 1
     try:
         yield
     finally:
+        _returning -= 1
         if libc is not None and _reusing:
             libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _REUSE_TRIM_THRESHOLD)
 
 
 def release_freed(device: torch.device) -> None:

@@ -7,6 +7,7 @@ and can hand back a checkpoint that resumes to the same pixels as an uninterrupt
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import threading
@@ -211,13 +212,27 @@ def run_scales(
             image = upsample(image, size)
             if detail is not None:
                 image = (image + detail(coarse, size).to(image.device)).clamp(0, 1)
-        outcome = loop.run_scale(index, make_objective(index), image, opt_state)
+        objective = make_objective(index)
+        with _memory_for(objective, device):
+            outcome = loop.run_scale(index, objective, image, opt_state)
+        del objective
         if outcome is not None:
             return outcome
         image, opt_state = loop.output(), None
         loop.pos.scale, loop.pos.done, loop.average = index + 1, 0, None
     assert image is not None
     return loop.result(image.cpu())
+
+
+def _memory_for(objective: Terms, device: torch.device) -> contextlib.AbstractContextManager:
+    """A tiled scale (an objective with a ``tiled`` evaluation) runs, its optimiser step included,
+    with large freed blocks handed back (:func:`painterly.device.large_blocks_returned`): its
+    whole-picture buffers and temporaries then leave no holes in the heap for the tiles' blocks to
+    fragment (BENCHMARKS.md, "Print size, fourth session")."""
+    from .device import large_blocks_returned
+
+    tiled = getattr(objective, "tiled", None) is not None
+    return large_blocks_returned(device) if tiled else contextlib.nullcontext()
 
 
 class _Loop:

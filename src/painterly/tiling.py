@@ -54,16 +54,23 @@ from torch.utils.checkpoint import checkpoint
 from .device import large_blocks_returned, release_freed
 from .network import VGGFeatures, _run
 
-# Tiles are this many pixels on a side (their cores) unless --tile says otherwise.
-DEFAULT_TILE = 1024
+# Tiles are this many pixels on a side (their cores) unless --tile says otherwise. 896 rather than
+# 1024: a 4096x3072 picture's largest tile input is 1.17 MP instead of 1.48 (16 tiles, not 12), its
+# working set ~0.36 GiB smaller, for 1.354 instead of 1.283 pixels of tile input per picture pixel
+# (+5.5 % by count; BENCHMARKS.md, "Print size, fourth session").
+DEFAULT_TILE = 896
 
 # The module after which tiling stops (None: the whole network is tiled); see the module docstring
 # and BENCHMARKS.md ("Print size") for the measurement that chose it.
 TILE_DEPTH: str | None = None
 
-# A tile's input above this many pixels keeps only its taps for the backward and recomputes the
-# rest (as the untiled network does above RECOMPUTE_ABOVE_PIXELS): the tile's working set is what
-# the picture's size does not pay for; BENCHMARKS.md ("Print size") measures it.
+# When a grid's largest tile input exceeds this many pixels, every tile of it keeps only its taps
+# for the backward and recomputes the rest (as the untiled network does above
+# RECOMPUTE_ABOVE_PIXELS): the tile's working set is what the picture's size does not pay for;
+# BENCHMARKS.md ("Print size") measures it. Every tile, not only those over the line: a tile that
+# keeps everything needs ~2.1 KB per input pixel against ~1.23 recomputing, so with 896 px cores a
+# 4096x3072 picture's 0.98 MP corner tiles, kept whole, outweighed its 1.17 MP tiles recomputing
+# (BENCHMARKS.md, "Print size, fourth session").
 TILE_RECOMPUTE_ABOVE = 1_000_000
 
 # Pass 2 starts with the tile pass 1 ended with, from the graph pass 1 kept (one forward fewer), and
@@ -184,6 +191,10 @@ def tiles(height: int, width: int, tile: int, halo: int, align: int) -> Iterator
                        (r0, r1), (c0, c1))  # fmt: skip
 
 
+def _pixels(t: Tile) -> int:
+    return (t.rows[1] - t.rows[0]) * (t.cols[1] - t.cols[0])
+
+
 class Tiler:
     """Runs a :class:`VGGFeatures` tile by tile: see the module docstring."""
 
@@ -193,6 +204,7 @@ class Tiler:
         self.head = len(names) if depth is None or depth not in names[:-1] else names.index(depth) + 1
         self.halo, self.align = halo_for(names, self.head - 1)
         self.strides = {name: conv_reach(names, i)[1] for i, name in enumerate(names)}
+        self.recompute = False  # set by tiles(), for the grid it cut last
 
     @property
     def target_dtype(self) -> torch.dtype:
@@ -211,7 +223,10 @@ class Tiler:
         return net._features_in(net.compute_dtype) if low and net.compute_dtype != torch.float32 else net.features
 
     def tiles(self, height: int, width: int) -> list[Tile]:
-        return list(tiles(height, width, self.tile, self.halo, self.align))
+        out = list(tiles(height, width, self.tile, self.halo, self.align))
+        # Whether this grid's tiles recompute (run_head): all of them when its largest does.
+        self.recompute = max(_pixels(t) for t in out) > TILE_RECOMPUTE_ABOVE
+        return out
 
     def core(self, name: str, t: Tile) -> tuple[slice, slice]:
         """The slice of tile ``t``'s own activation at ``name`` that is its core."""
@@ -240,14 +255,21 @@ class Tiler:
         x = x.contiguous(memory_format=torch.channels_last)
         out = {}
         names = net.names[: self.head]
-        if x.requires_grad and x.shape[-2] * x.shape[-1] > TILE_RECOMPUTE_ABOVE:
-            # As the untiled network does above its size: keep only the taps (and the head's
-            # output), re-run each stretch between them in the backward.
+        if x.requires_grad and (self.recompute or x.shape[-2] * x.shape[-1] > TILE_RECOMPUTE_ABOVE):
+            # As the untiled network does above its size (network._forward_recomputing): keep only
+            # the taps (and the head's output), re-run each stretch between them in the backward. A
+            # tap's own ReLU runs outside its stretch: its output is kept anyway (it is the tap), so
+            # the stretch's last convolution is not re-run and the backward holds no second copy of
+            # the tap (BENCHMARKS.md, "Print size, fourth session").
             start = 0
             for end, name in enumerate(names):
                 if name not in taps and end < len(names) - 1:
                     continue
-                x = checkpoint(_run, mods[start : end + 1], x, use_reentrant=False)
+                stop = end if isinstance(mods[end], nn.ReLU) else end + 1
+                if stop > start:
+                    x = checkpoint(_run, mods[start:stop], x, use_reentrant=False)
+                for module in mods[stop : end + 1]:
+                    x = module(x)
                 if name in taps:
                     out[name] = x
                 start = end + 1
