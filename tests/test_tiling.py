@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from painterly import tiling
+from painterly import network, tiling
 from painterly.network import VGGFeatures, cached_weights
 from painterly.objective import Objective, Weights
 
@@ -252,9 +252,9 @@ def test_when_the_largest_tile_recomputes_every_tile_does(monkeypatch):
     assert len(sizes) > 1
     monkeypatch.setattr(tiling, "TILE_RECOMPUTE_ABOVE", sizes[-1] - 1)  # only the largest is over
     stretched = []
-    real = tiling.checkpoint
+    real = network.checkpoint  # the recomputing forward (network.run_recomputing) checkpoints each stretch
     monkeypatch.setattr(
-        tiling,
+        network,
         "checkpoint",
         lambda fn, mods, x, **kw: (x.shape[1] == 3 and stretched.append(x.shape[-2:])) or real(fn, mods, x, **kw),
     )

@@ -138,7 +138,7 @@ class VGGFeatures(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.taps)
         if x.requires_grad and x.shape[-2] * x.shape[-1] > self.recompute_above:
-            out = self._forward_recomputing(features, x, wanted)
+            out, _ = run_recomputing(features, self.names, x, wanted)
         else:
             out = {}
             for name, module in zip(self.names, features):
@@ -154,27 +154,31 @@ class VGGFeatures(nn.Module):
             self._low = (key, copy.deepcopy(self.features).to(dtype))
         return self._low[1]
 
-    def _forward_recomputing(
-        self, features: nn.Sequential, x: torch.Tensor, wanted: set[str]
-    ) -> dict[str, torch.Tensor]:
-        """The same taps, keeping only them: each stretch between two taps is re-run in the backward.
 
-        A tap's own ReLU runs outside its stretch: its output is kept anyway (it is the tap), so the
-        stretch's last convolution never has to be re-run.
-        """
-        out: dict[str, torch.Tensor] = {}
-        start = 0
-        for end, name in enumerate(self.names):
-            if name not in wanted:
-                continue
-            stop = end if isinstance(features[end], nn.ReLU) else end + 1
-            if stop > start:
-                x = checkpoint(_run, features[start:stop], x, use_reentrant=False)
-            for module in features[stop : end + 1]:
-                x = module(x)
+def run_recomputing(
+    modules: nn.Sequential, names: Sequence[str], x: torch.Tensor, taps: set[str], through_end: bool = False
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``modules`` (the first ``len(names)`` of them, named ``names``) keeping only the ``taps``
+    (and, with ``through_end``, the last one's output, returned beside them): each stretch between
+    two kept outputs is re-run in the backward.
+
+    A tap's own ReLU runs outside its stretch: its output is kept anyway (it is the tap), so the
+    stretch's last convolution never has to be re-run and the backward holds no second copy of it.
+    """
+    out: dict[str, torch.Tensor] = {}
+    start, last = 0, len(names) - 1
+    for end, name in enumerate(names):
+        if name not in taps and not (through_end and end == last):
+            continue
+        stop = end if isinstance(modules[end], nn.ReLU) else end + 1
+        if stop > start:
+            x = checkpoint(_run, modules[start:stop], x, use_reentrant=False)
+        for module in modules[stop : end + 1]:
+            x = module(x)
+        if name in taps:
             out[name] = x
-            start = end + 1
-        return out
+        start = end + 1
+    return out, x
 
 
 def _run(modules: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

@@ -49,10 +49,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .device import large_blocks_returned, release_freed
-from .network import VGGFeatures, _run
+from .network import VGGFeatures, run_recomputing
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise. 896 rather than
 # 1024: a 4096x3072 picture's largest tile input is 1.17 MP instead of 1.48 (16 tiles, not 12), its
@@ -256,24 +255,10 @@ class Tiler:
         out = {}
         names = net.names[: self.head]
         if x.requires_grad and (self.recompute or x.shape[-2] * x.shape[-1] > TILE_RECOMPUTE_ABOVE):
-            # As the untiled network does above its size (network._forward_recomputing): keep only
-            # the taps (and the head's output), re-run each stretch between them in the backward. A
-            # tap's own ReLU runs outside its stretch: its output is kept anyway (it is the tap), so
-            # the stretch's last convolution is not re-run and the backward holds no second copy of
-            # the tap (BENCHMARKS.md, "Print size, fourth session").
-            start = 0
-            for end, name in enumerate(names):
-                if name not in taps and end < len(names) - 1:
-                    continue
-                stop = end if isinstance(mods[end], nn.ReLU) else end + 1
-                if stop > start:
-                    x = checkpoint(_run, mods[start:stop], x, use_reentrant=False)
-                for module in mods[stop : end + 1]:
-                    x = module(x)
-                if name in taps:
-                    out[name] = x
-                start = end + 1
-            return out, x
+            # As the untiled network does above its size: keep only the taps (and the head's
+            # output), re-run each stretch between them in the backward, each tap's ReLU outside its
+            # stretch (BENCHMARKS.md, "Print size, fourth session").
+            return run_recomputing(mods, names, x, taps, through_end=True)
         for name, module in zip(names, mods):
             x = module(x)
             if name in taps:
