@@ -56,8 +56,7 @@ def reuse_freed_memory() -> Iterator[None]:
     global _reusing
     libc = _glibc()
     if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, _REUSE_TRIM_THRESHOLD)
+        _set_thresholds(libc, _REUSE_MMAP_THRESHOLD, _REUSE_TRIM_THRESHOLD)
     _reusing += 1
     try:
         yield
@@ -65,6 +64,13 @@ def reuse_freed_memory() -> Iterator[None]:
         _reusing -= 1
         if libc is not None:
             libc.malloc_trim(0)
+
+
+def _set_thresholds(libc, mmap: int, trim: int) -> None:
+    """glibc's mmap threshold (blocks from this size up are mapped for themselves and unmapped on
+    free) and trim threshold (the heap's top is returned from this much free)."""
+    libc.mallopt(_M_MMAP_THRESHOLD, mmap)
+    libc.mallopt(_M_TRIM_THRESHOLD, trim)
 
 
 # reuse_freed_memory's thresholds, and how many of them are open (a tiled scale lowers them while
@@ -98,16 +104,14 @@ def large_blocks_returned(device: torch.device) -> Iterator[None]:
     global _returning
     libc = _glibc() if device.type == "cpu" and _reusing and not _returning else None
     if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, TILED_MMAP_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, TILED_MMAP_THRESHOLD)
+        _set_thresholds(libc, TILED_MMAP_THRESHOLD, TILED_MMAP_THRESHOLD)
     _returning += 1
     try:
         yield
     finally:
         _returning -= 1
         if libc is not None and _reusing:
-            libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, _REUSE_TRIM_THRESHOLD)
+            _set_thresholds(libc, _REUSE_MMAP_THRESHOLD, _REUSE_TRIM_THRESHOLD)
 
 
 def release_freed(device: torch.device) -> None:
