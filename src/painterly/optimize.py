@@ -295,17 +295,18 @@ class _Loop:
         if opt_state is not None:
             opt.load_state_dict(opt_state)
         last: dict[str, torch.Tensor] = {}
-        lowest = [float("inf")]  # the scale's lowest total so far (L-BFGS's blow-up guard)
+        lowest = float("inf")  # the scale's lowest total so far (L-BFGS's blow-up guard)
 
         def closure() -> torch.Tensor:
+            nonlocal lowest
             opt.zero_grad(set_to_none=True)
             terms = objective(x)
             if not torch.isfinite(terms["total"]):
                 raise _NonFinite
             total = float(terms["total"].detach())
-            if isinstance(opt, torch.optim.LBFGS) and total > BLOWUP_RATIO * lowest[0] > 0:
+            if isinstance(opt, torch.optim.LBFGS) and total > BLOWUP_RATIO * lowest > 0:
                 raise _BlownUp
-            lowest[0] = min(lowest[0], total)
+            lowest = min(lowest, total)
             terms["total"].backward()
             # x is still the image evaluated (the optimiser moves it after this): it becomes the
             # good one in place, so the loop holds no third image (0.56 GiB at 8192x6144).
