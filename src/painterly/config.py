@@ -48,6 +48,9 @@ START_SIZE = 256
 # λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
 # normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
 LAPLACIAN_WEIGHT = 0.0
+# The Laplacian term's normaliser is max(the photograph's own pooled Laplacian energy, LAPLACIAN_FLOOR ×
+# the style's): 0 keeps the photograph's alone (objective.Problem._measure_weights).
+LAPLACIAN_FLOOR = 0.0
 
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
 # picture: β = STYLE_WEIGHT and the default start size. Each step of 0.5 multiplies β by
@@ -64,6 +67,14 @@ def strength_weights(strength: float) -> tuple[float, int]:
     bold = max(0.0, 2 * strength - 1)  # 0 up to the default, 1 at the boldest
     start = round(START_SIZE * (BOLD_START_SIZE / START_SIZE) ** bold) if START_SIZE > BOLD_START_SIZE else START_SIZE
     return beta, start
+
+
+def strength_laplacian(strength: float) -> float:
+    """λ of the Laplacian content term for a --strength in [0, 1] (normalised terms): LAPLACIAN_WEIGHT up to
+    the default (0.5), falling linearly to 0 at 1, so the bold end lets the style's large strokes (Van Gogh's
+    swirls) cross what the photograph has smooth, while the default keeps faces and windows."""
+    bold = max(0.0, 2 * strength - 1)
+    return LAPLACIAN_WEIGHT * (1.0 - bold)
 
 
 MODEL_DEFAULTS: dict[str, ModelDefaults] = {
@@ -133,7 +144,8 @@ class Settings:
     strength: float | None = field(
         default=None,
         metadata={"help": "from faithful (0) to bold (1); 0.5 is the default: sets β (and, above 0.5, a smaller "
-                  "start size) unless --style-weight (--start-size) is given"},
+                  "start size and a Laplacian λ falling to 0) unless --style-weight (--start-size, "
+                  "--laplacian-weight) is given"},
     )  # fmt: skip
     content_weight: float | None = field(default=None, metadata={"help": "α, weight of the content term"})
     style_weight: float | None = field(default=None, metadata={"help": "β, weight of the style term"})
@@ -193,6 +205,12 @@ class Settings:
         default=(4.0, 16.0),
         metadata={"help": "the Laplacian term's cell sizes, in output pixels at a 512 px output (scaled with it)"},
     )
+    laplacian_floor: float = field(
+        default=LAPLACIAN_FLOOR,
+        metadata={"help": "the Laplacian term's normaliser is at least this times the style's own pooled Laplacian "
+                  "energy (0: the photograph's alone), so a photograph much smoother than its style does not get "
+                  "a term that forbids the style's brush work"},
+    )  # fmt: skip
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -246,13 +264,20 @@ class Settings:
             content_weight=d.content_weight if self.content_weight is None else self.content_weight,
             style_weight=style_weight if self.style_weight is None else self.style_weight,
             tv_weight=d.tv_weight if self.tv_weight is None else self.tv_weight,
-            laplacian_weight=(LAPLACIAN_WEIGHT if self.normalize else 0.0)
-            if self.laplacian_weight is None
-            else self.laplacian_weight,
+            laplacian_weight=self._laplacian_weight(),
             learning_rate=self.learning_rate or (1.0 if self.optimizer == "lbfgs" else 0.02),
         )
         out.validate()
         return out
+
+    def _laplacian_weight(self) -> float:
+        """λ given by hand wins; else 0 with --no-normalize (the seed's raw objective), else the strength's
+        (strength_laplacian) or LAPLACIAN_WEIGHT. Checked by validate()."""
+        if self.laplacian_weight is not None:
+            return self.laplacian_weight
+        if not self.normalize:
+            return 0.0
+        return LAPLACIAN_WEIGHT if self.strength is None else strength_laplacian(self.strength)
 
     def validate(self) -> None:
         """Raise a one-line :class:`InputError` for any value out of range.
@@ -293,6 +318,7 @@ class Settings:
             "learning_rate",
             "coarse_content_weight",
             "laplacian_weight",
+            "laplacian_floor",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -458,6 +484,7 @@ LIMITS = {
     "coarse_content_weight": 1e6,
     "laplacian_weight": 1e6,
     "laplacian_pools": 512.0,
+    "laplacian_floor": 1e6,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 
