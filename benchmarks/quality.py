@@ -155,8 +155,8 @@ CANDIDATES: dict[str, dict] = {
     "lap1": {"laplacian_weight": 1.0},
     "lap3": {"laplacian_weight": 3.0},
     "lap10": {"laplacian_weight": 10.0},
-    # Session 4: λ 1 with its normaliser at least half the style's own Laplacian energy (smooth photographs).
-    "lap1f05": {"laplacian_weight": 1.0, "laplacian_floor": 0.5},
+    # Session 4: no Laplacian term whatever the default (the default before session 4).
+    "lap0": {"laplacian_weight": 0.0},
 }
 
 
@@ -175,7 +175,7 @@ def settings_for(candidate: str, size: int) -> Settings:
 # cache key, so adding an option keeps every cached painting that does not use it.
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
            "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
-           "laplacian_pools": [4.0, 16.0], "laplacian_floor": 0.0}  # fmt: skip
+           "laplacian_pools": [4.0, 16.0]}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:

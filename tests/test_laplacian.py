@@ -170,27 +170,3 @@ def test_strength_maps_to_lambda(monkeypatch):
     assert Settings(strength=0.25, normalize=False).resolved().laplacian_weight == 0.0  # the seed's raw objective
     again = Settings(strength=0.75).resolved()
     assert again.resolved().laplacian_weight == again.laplacian_weight == 1.0  # a replayed record: the same run
-
-
-def test_the_floor_lifts_a_smooth_photographs_normaliser(tiny_pair):
-    # A flat photograph has no Laplacian energy: the normaliser is then the floor's share of the style's own.
-    _, style = tiny_pair
-    flat = torch.full((1, 3, 40, 40), 0.5)
-    base = dict(FAST, laplacian_weight=1.0, laplacian_pools=(2.0, 8.0))
-    plain = build_problem(flat, [load_image(style)], Settings(**base).resolved())
-    floored = build_problem(flat, [load_image(style)], Settings(**base, laplacian_floor=0.5).resolved())
-    energy = floored.laplacian_style_energy((40, 40))
-    assert set(energy) == {2.0, 8.0} and all(v > 0 for v in energy.values())
-    for p in (2.0, 8.0):
-        assert plain.weights.laplacian_norms[p] == 1e-12  # the photograph's own: nothing
-        assert floored.weights.laplacian_norms[p] == pytest.approx(0.5 * energy[p])
-    # A photograph with more structure than the floor keeps its own normaliser.
-    busy = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
-    own = build_problem(busy, [flat], Settings(**base).resolved()).weights.laplacian_norms
-    assert build_problem(busy, [flat], Settings(**base, laplacian_floor=0.5).resolved()).weights.laplacian_norms == own
-
-
-@pytest.mark.parametrize("value", [-1.0, float("nan"), 1e7])
-def test_a_bad_floor_is_one_line(value):
-    with pytest.raises(InputError, match="--laplacian-floor must be"):
-        Settings(laplacian_floor=value).resolved()

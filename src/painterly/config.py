@@ -48,9 +48,6 @@ START_SIZE = 256
 # λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
 # normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
 LAPLACIAN_WEIGHT = 0.0
-# The Laplacian term's normaliser is max(the photograph's own pooled Laplacian energy, LAPLACIAN_FLOOR ×
-# the style's): 0 keeps the photograph's alone (objective.Problem._measure_weights).
-LAPLACIAN_FLOOR = 0.0
 
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
 # picture: β = STYLE_WEIGHT and the default start size. Each step of 0.5 multiplies β by
@@ -205,12 +202,6 @@ class Settings:
         default=(4.0, 16.0),
         metadata={"help": "the Laplacian term's cell sizes, in output pixels at a 512 px output (scaled with it)"},
     )
-    laplacian_floor: float = field(
-        default=LAPLACIAN_FLOOR,
-        metadata={"help": "the Laplacian term's normaliser is at least this times the style's own pooled Laplacian "
-                  "energy (0: the photograph's alone), so a photograph much smoother than its style does not get "
-                  "a term that forbids the style's brush work"},
-    )  # fmt: skip
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -318,7 +309,6 @@ class Settings:
             "learning_rate",
             "coarse_content_weight",
             "laplacian_weight",
-            "laplacian_floor",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -484,7 +474,6 @@ LIMITS = {
     "coarse_content_weight": 1e6,
     "laplacian_weight": 1e6,
     "laplacian_pools": 512.0,
-    "laplacian_floor": 1e6,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -651,19 +651,6 @@ class Problem:
         per_px = max(height, width) / LAPLACIAN_REFERENCE
         return {float(p): laplacian_cells(height, width, p * per_px) for p in s.laplacian_pools}
 
-    def laplacian_style_energy(self, size: tuple[int, int]) -> dict[float, float]:
-        """{pool: the mean square of the style's own pooled Laplacian}, each style at its size for an output
-        of ``size`` (as :meth:`_style_images`) on cells of the same output pixels as the term's, blended by
-        the blend weights (masks ignored): what laying the style's brush work over a smooth region costs."""
-        per_px = max(size) / LAPLACIAN_REFERENCE  # a pool's output pixels, in pixels of a picture of this size
-        total = sum(self.blend) or 1.0
-        out = dict.fromkeys(self.laplacian_cells(), 0.0)
-        for weight, x in zip(self.blend, self._style_images(size)):
-            for p in out:
-                cells = laplacian_cells(x.shape[-2], x.shape[-1], p * per_px)
-                out[p] += weight / total * float(pooled_laplacian(x, cells).float().pow(2).mean())
-        return out
-
     def _measure_weights(self) -> Weights:
         """The settings' α, β, γ, w_l and, with ``normalize`` (the default), each term's own scale for
         this image pair, measured once at a reference size, so one set of defaults works for any
@@ -677,9 +664,7 @@ class Problem:
           more slowly than the quartic Gram term as the match improves),
         * total variation by the number of values 3·H·W of the output,
         * the Laplacian term (``laplacian_weight`` > 0), per pooling, by the mean square of the content
-          image's own pooled Laplacian (1 at an output without structure at that scale), or, with
-          ``laplacian_floor`` > 0, by at least that share of the style's own (a photograph far smoother
-          than its style would otherwise get a term that forbids the style's brush work outright).
+          image's own pooled Laplacian (1 at an output without structure at that scale).
 
         Departure from the seed, which weighs raw terms; ``normalize=False`` leaves every N at 1.
         """
@@ -707,9 +692,6 @@ class Problem:
             # the content's own pooled Laplacian energy: 1 for an output with no structure at that scale
             cells = self.laplacian_cells()
             lap_norms = {p: float(pooled_laplacian(content, c).float().pow(2).mean()) for p, c in cells.items()}
-            if cells and s.laplacian_floor > 0:  # at least a share of the style's own: see laplacian_style_energy
-                style = self.laplacian_style_energy(ref)
-                lap_norms = {p: max(v, s.laplacian_floor * style[p]) for p, v in lap_norms.items()}
         return dataclasses.replace(
             given,
             content_norm=max(content_norm, 1e-12),
