@@ -47,6 +47,8 @@ START_SIZE = 256
 
 # λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
 # normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
+# 0 (off): λ = 1 keeps faces and outlines on 9 of the 12 benchmark pairs but all but removes the style
+# from very smooth photographs and shrinks The Starry Night's swirls (docs/quality.md, session 4).
 LAPLACIAN_WEIGHT = 0.0
 
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
