@@ -155,6 +155,8 @@ CANDIDATES: dict[str, dict] = {
     "lap1": {"laplacian_weight": 1.0},
     "lap3": {"laplacian_weight": 3.0},
     "lap10": {"laplacian_weight": 10.0},
+    # Session 4: no Laplacian term whatever the default (the default before session 4).
+    "lap0": {"laplacian_weight": 0.0},
 }
 
 

@@ -152,3 +152,21 @@ def test_score_and_a_record_carry_it(tmp_path, tiny_pair):
     assert report["weights"]["laplacian"] == 1.5 and report["laplacian"] > 0
     seed = score(str(out), *tiny_pair, Settings(**FAST, laplacian_weight=0.0))
     assert report["total"] > seed["total"] and "laplacian" not in seed
+
+
+# --strength maps to λ too: the default's λ up to 0.5, falling to 0 at 1 (the bold end's large strokes).
+
+
+def test_strength_maps_to_lambda(monkeypatch):
+    from painterly import config
+    from painterly.config import strength_laplacian
+
+    monkeypatch.setattr(config, "LAPLACIAN_WEIGHT", 2.0)  # the mapping's shape, whatever today's default
+    assert [strength_laplacian(s) for s in (0.0, 0.5, 0.75, 1.0)] == [2.0, 2.0, 1.0, 0.0]
+    assert Settings(strength=0.0).resolved().laplacian_weight == 2.0
+    assert Settings(strength=0.5).resolved().laplacian_weight == Settings().resolved().laplacian_weight == 2.0
+    assert Settings(strength=1.0).resolved().laplacian_weight == 0.0
+    assert Settings(strength=1.0, laplacian_weight=3.0).resolved().laplacian_weight == 3.0  # given by hand wins
+    assert Settings(strength=0.25, normalize=False).resolved().laplacian_weight == 0.0  # the seed's raw objective
+    again = Settings(strength=0.75).resolved()
+    assert again.resolved().laplacian_weight == again.laplacian_weight == 1.0  # a replayed record: the same run

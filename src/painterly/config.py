@@ -47,6 +47,8 @@ START_SIZE = 256
 
 # λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
 # normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
+# 0 (off): λ = 1 keeps faces and outlines on 9 of the 12 benchmark pairs but all but removes the style
+# from very smooth photographs and shrinks The Starry Night's swirls (docs/quality.md, session 4).
 LAPLACIAN_WEIGHT = 0.0
 
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
@@ -64,6 +66,14 @@ def strength_weights(strength: float) -> tuple[float, int]:
     bold = max(0.0, 2 * strength - 1)  # 0 up to the default, 1 at the boldest
     start = round(START_SIZE * (BOLD_START_SIZE / START_SIZE) ** bold) if START_SIZE > BOLD_START_SIZE else START_SIZE
     return beta, start
+
+
+def strength_laplacian(strength: float) -> float:
+    """λ of the Laplacian content term for a --strength in [0, 1] (normalised terms): LAPLACIAN_WEIGHT up to
+    the default (0.5), falling linearly to 0 at 1, so the bold end lets the style's large strokes (Van Gogh's
+    swirls) cross what the photograph has smooth, while the default keeps faces and windows."""
+    bold = max(0.0, 2 * strength - 1)
+    return LAPLACIAN_WEIGHT * (1.0 - bold)
 
 
 MODEL_DEFAULTS: dict[str, ModelDefaults] = {
@@ -133,7 +143,8 @@ class Settings:
     strength: float | None = field(
         default=None,
         metadata={"help": "from faithful (0) to bold (1); 0.5 is the default: sets β (and, above 0.5, a smaller "
-                  "start size) unless --style-weight (--start-size) is given"},
+                  "start size and a Laplacian λ falling to 0) unless --style-weight (--start-size, "
+                  "--laplacian-weight) is given"},
     )  # fmt: skip
     content_weight: float | None = field(default=None, metadata={"help": "α, weight of the content term"})
     style_weight: float | None = field(default=None, metadata={"help": "β, weight of the style term"})
@@ -246,13 +257,20 @@ class Settings:
             content_weight=d.content_weight if self.content_weight is None else self.content_weight,
             style_weight=style_weight if self.style_weight is None else self.style_weight,
             tv_weight=d.tv_weight if self.tv_weight is None else self.tv_weight,
-            laplacian_weight=(LAPLACIAN_WEIGHT if self.normalize else 0.0)
-            if self.laplacian_weight is None
-            else self.laplacian_weight,
+            laplacian_weight=self._laplacian_weight(),
             learning_rate=self.learning_rate or (1.0 if self.optimizer == "lbfgs" else 0.02),
         )
         out.validate()
         return out
+
+    def _laplacian_weight(self) -> float:
+        """λ given by hand wins; else 0 with --no-normalize (the seed's raw objective), else the strength's
+        (strength_laplacian) or LAPLACIAN_WEIGHT. Checked by validate()."""
+        if self.laplacian_weight is not None:
+            return self.laplacian_weight
+        if not self.normalize:
+            return 0.0
+        return LAPLACIAN_WEIGHT if self.strength is None else strength_laplacian(self.strength)
 
     def validate(self) -> None:
         """Raise a one-line :class:`InputError` for any value out of range.
