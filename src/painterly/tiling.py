@@ -83,6 +83,21 @@ CHANNELS_LAST_GRAM = True
 # recomputes (network.RECOMPUTE_COST, counted); BENCHMARKS.md, "Print size, third session".
 TILED_COST = 1.62 * 1.25
 
+# Pictures of more than this many pixels (at a scale) keep a float32 content target in float16: at
+# relu3_3 it is 64 B per picture pixel in float32, the largest whole-picture buffer (3 GiB at 8192x6144;
+# BENCHMARKS.md, "Print size, fifth session"). Decided by the size alone, so a tiled and an untiled
+# evaluation of one picture compare with the same target. float16, not bfloat16: its 11-bit mantissa
+# rounds the target by at most 2^-11 relative, and vgg16-hed's relu3_3 peaks at ~620 on the shipped
+# images and ~1300 on a 2 px checkerboard, far under float16's 65504.
+HALF_TARGET_ABOVE = 16_000_000
+
+
+def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
+    """The content target's storage for features of ``dtype`` at a scale of ``pixels`` picture pixels:
+    float16 for a float32 target over :data:`HALF_TARGET_ABOVE` pixels, else ``dtype``."""
+    return torch.float16 if dtype == torch.float32 and pixels > HALF_TARGET_ABOVE else dtype
+
+
 # Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
 # 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
 # size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px; the larger is the auto rule's estimate.
