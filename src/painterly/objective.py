@@ -644,7 +644,8 @@ class Problem:
             self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
-            tile=choose_tile(s.tile, size, self.device),
+            tile=choose_tile(s.tile, size, self.device, budget=s.memory_budget, optimizer=s.optimizer,
+                             history_size=s.history_size),
             style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(),
         )  # fmt: skip
 

@@ -138,15 +138,69 @@ def available_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device) -> int | None:
+# The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth/fifth session"), fitted on
+# peak RSS at 4096x3072 (Adam, float32 network): peak = TILED_BASE_BYTES + P · (whole-picture bytes per
+# pixel) + T · (bytes per tile input pixel), P the picture's pixels, T its grid's largest tile input.
+TILED_BASE_BYTES = int(0.58 * 2**30)  # the network and libraries, and RSS over live at the peak
+# Whole-picture buffers per pixel without the optimiser's: x, the last good image, the content image,
+# the gradient (4 RGB float32 images, 48 B) and ~17 B not accounted buffer by buffer; the relu3_3
+# content target (64 B float32, 32 float16) and the optimiser's state come on top (153 B with Adam's).
+WHOLE_BYTES_PER_PIXEL = 65
+TARGET_BYTES_PER_PIXEL = 64
+TILE_RECOMPUTING_BYTES = 1100  # per tile input pixel, float32, recomputing (the ReLU outside)
+TILE_KEEPING_BYTES = 2100  # per tile input pixel, a tile that keeps everything (third session's ~2.1 KB)
+# The smallest tile the memory budget rule picks (its halo of 96 px makes a 256 px core a 448 px tile,
+# 3x the pixels: smaller tiles cost more time than they save memory).
+MIN_AUTO_TILE = 256
+AUTO_TILE_STEP = 64
+HALO = 96  # vgg16's to relu5_3, the default model's (VGG19's is 128: the model then errs a little low)
+GIB = 2**30
+
+
+def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", history_size: int = 20,
+                     halo: int = HALO, align: int = 16) -> int:  # fmt: skip
+    """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px: see
+    :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two moments (24 B per pixel), or L-BFGS's
+    history pairs and its direction and previous gradient (L-BFGS's count, not measured here)."""
+    from .optimize import history_at, optimizer_at
+
+    pixels = size[0] * size[1]
+    target = TARGET_BYTES_PER_PIXEL // (2 if content_target_dtype(torch.float32, pixels) == torch.float16 else 1)
+    if optimizer_at(optimizer, 3 * pixels, 4, history_size) == "adam":
+        state = 24
+    else:
+        state = 12 * (2 * max(1, history_at(history_size, 3 * pixels)) + 2)
+    largest = max(_pixels(t) for t in tiles(size[0], size[1], tile, halo, align))
+    per_tile = TILE_RECOMPUTING_BYTES if largest > TILE_RECOMPUTE_ABOVE else TILE_KEEPING_BYTES
+    return TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+
+
+def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *, budget: float | None = None,
+                optimizer: str = "adam", history_size: int = 20) -> int | None:  # fmt: skip
     """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
-    :data:`DEFAULT_TILE` when the untiled estimate would not fit, else ``None`` (untiled)."""
+    ``None`` (untiled) when the untiled estimate fits the memory budget (``budget`` GiB; default:
+    :data:`AUTO_SHARE` of the memory available), else the largest tile up to :data:`DEFAULT_TILE`
+    whose modelled peak (:func:`tiled_peak_bytes`) fits it, never below :data:`MIN_AUTO_TILE`. A
+    ``budget`` that not even that tile fits is an :class:`~painterly.errors.InputError`; without one
+    the tile of the lowest modelled peak is used."""
     if tile is not None:
         return tile or None
     pixels = size[0] * size[1]
-    if pixels * UNTILED_BYTES_PER_PIXEL <= AUTO_SHARE * available_bytes(device):
+    limit = budget * GIB if budget is not None else AUTO_SHARE * available_bytes(device)
+    if pixels * UNTILED_BYTES_PER_PIXEL <= limit:
         return None
-    return DEFAULT_TILE
+    peaks = {}
+    for side in range(DEFAULT_TILE, MIN_AUTO_TILE - 1, -AUTO_TILE_STEP):
+        peaks[side] = tiled_peak_bytes(size, side, optimizer, history_size)
+        if peaks[side] <= limit:
+            return side
+    if budget is None:
+        return min(peaks, key=peaks.get)
+    from .errors import InputError
+
+    least = min(peaks.values())
+    raise InputError(f"a {size[1]}x{size[0]} scale needs about {least / GIB:.1f} GiB even in tiles "
+                     f"(modelled), over --memory-budget {budget:g}; raise it or paint smaller")  # fmt: skip
 
 
 @dataclass(frozen=True)
