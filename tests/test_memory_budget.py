@@ -56,7 +56,7 @@ def test_the_model_counts_the_optimisers_state_and_the_half_target():
 def test_a_budget_no_tile_fits_is_one_line(free_24):
     with pytest.raises(InputError, match=r"8192x6144 scale needs about [\d.]+ GiB even in tiles.*--memory-budget 2"):
         tiling.choose_tile(None, (6144, 8192), CPU, budget=2)
-    # without a budget the lowest modelled peak is used rather than refusing
+    # without a budget the default tile is used rather than refusing
     assert tiling.choose_tile(None, (6144, 8192), CPU) == tiling.DEFAULT_TILE
 
 

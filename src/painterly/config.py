@@ -206,7 +206,7 @@ class Settings:
         default=None,
         metadata={"help": "GiB a scale may use: the automatic --tile evaluates untiled where the untiled estimate "
                   "fits, else in the largest tile whose modelled peak fits (BENCHMARKS.md, \"Print size\"); "
-                  "default: half the memory available"},
+                  "default: untiled within half the memory available, else 896 px tiles"},
     )  # fmt: skip
     taper: bool = field(
         default=True,

@@ -179,26 +179,27 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
                 optimizer: str = "adam", history_size: int = 20) -> int | None:  # fmt: skip
     """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
     ``None`` (untiled) when the untiled estimate fits the memory budget (``budget`` GiB; default:
-    :data:`AUTO_SHARE` of the memory available), else the largest tile up to :data:`DEFAULT_TILE`
-    whose modelled peak (:func:`tiled_peak_bytes`) fits it, never below :data:`MIN_AUTO_TILE`. A
-    ``budget`` that not even that tile fits is an :class:`~painterly.errors.InputError`; without one
-    the tile of the lowest modelled peak is used."""
+    :data:`AUTO_SHARE` of the memory available), else :data:`DEFAULT_TILE`, or with a ``budget`` the
+    largest tile up to :data:`DEFAULT_TILE` whose modelled peak (:func:`tiled_peak_bytes`) fits it,
+    never below :data:`MIN_AUTO_TILE`: a ``budget`` that not even that fits is an
+    :class:`~painterly.errors.InputError`. (Without a budget the tile stays today's: smaller tiles
+    cost time, and the share left to the machine is a guess, not a limit the user asked for.)"""
     if tile is not None:
         return tile or None
     pixels = size[0] * size[1]
     limit = budget * GIB if budget is not None else AUTO_SHARE * available_bytes(device)
     if pixels * UNTILED_BYTES_PER_PIXEL <= limit:
         return None
-    peaks = {}
-    for side in range(DEFAULT_TILE, MIN_AUTO_TILE - 1, -AUTO_TILE_STEP):
-        peaks[side] = tiled_peak_bytes(size, side, optimizer, history_size)
-        if peaks[side] <= limit:
-            return side
     if budget is None:
-        return min(peaks, key=peaks.get)
+        return DEFAULT_TILE
+    least = None
+    for side in range(DEFAULT_TILE, MIN_AUTO_TILE - 1, -AUTO_TILE_STEP):
+        peak = tiled_peak_bytes(size, side, optimizer, history_size)
+        if peak <= limit:
+            return side
+        least = peak if least is None else min(least, peak)
     from .errors import InputError
 
-    least = min(peaks.values())
     raise InputError(f"a {size[1]}x{size[0]} scale needs about {least / GIB:.1f} GiB even in tiles "
                      f"(modelled), over --memory-budget {budget:g}; raise it or paint smaller")  # fmt: skip
 
