@@ -262,3 +262,35 @@ def test_when_the_largest_tile_recomputes_every_tile_does(monkeypatch):
     pixels = {h * w for h, w in stretched}  # the tile inputs whose first stretch was checkpointed
     assert pixels == set(sizes)  # the smallest tiles recomputed too
     assert _rel(recomputed, kept) < 1e-6
+
+
+def _objective(net, content, styles, masks, layers, content_layer, tile):
+    return Objective(
+        net, content, styles, content_layer=content_layer, style_layers=layers,
+        weights=Weights(1.0, 1e3, 1.0, dict.fromkeys(layers, 1.0)), blend_weights=[1.0, 2.0],
+        output_area=float(content.shape[-2] * content.shape[-1]), output_masks=masks, tile=tile,
+    )  # fmt: skip
+
+
+def test_a_large_pictures_content_target_is_float16_tiled_and_untiled_alike(monkeypatch):
+    """Over HALF_TARGET_ABOVE pixels the float32 content target is kept in float16, by the picture's
+    size alone: the tiled and the untiled evaluation compare with the same target, and their
+    gradients still agree within 1e-4; under it the target stays float32."""
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    small = _objective(net, content, styles, masks, SHALLOW, "relu2_2", None)
+    assert small.content_target.dtype == torch.float32
+    monkeypatch.setattr(tiling, "HALF_TARGET_ABOVE", 44 * 54 - 1)
+    whole = _objective(net, content, styles, masks, SHALLOW, "relu2_2", None)
+    tiled = _objective(net, content, styles, masks, SHALLOW, "relu2_2", 16)
+    assert whole.content_target.dtype == tiled.content_target.dtype == torch.float16
+    # (the same float32 features up to rounding, so the same float16 values up to one ulp)
+    assert _rel(tiled.content_target.float(), whole.content_target.float()) < 1e-3
+    assert _rel(whole.content_target.float(), small.content_target) < 1e-3
+    whole_terms, whole_grad = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    terms, tiled_grad = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(tiled_grad, whole_grad) < 1e-4
+    assert terms["content"] == pytest.approx(whole_terms["content"], rel=1e-4)
+    # The untiled content term compares in float32, not in the target's float16.
+    f = net(image)["relu2_2"]
+    assert whole_terms["content"] == pytest.approx(float((f - whole.content_target.float()).pow(2).mean()), rel=1e-5)

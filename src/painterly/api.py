@@ -98,6 +98,18 @@ def stylize(
         working_on = [plans[-1].size]  # the size being worked on, for an out-of-memory message
         with memory_guard(lambda: working_on[0]):
             problem = build_problem(content_full, styles, s, masks)
+            if s.memory_budget is not None:  # a budget no tile fits: one line, before any painting
+                from .tiling import choose_tile
+
+                for p in plans:
+                    choose_tile(
+                        s.tile,
+                        p.size,
+                        problem.device,
+                        budget=s.memory_budget,
+                        optimizer=s.optimizer,
+                        history_size=s.history_size,
+                    )
     inputs = ckpt.fingerprint([problem.content, *problem.styles, *(m for m in problem.masks or () if m is not None)])
     if resume is not None:
         ckpt.check_inputs(resume, inputs, plans)
@@ -256,7 +268,9 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
 
     def seconds_at(size: tuple[int, int]) -> float:
         pixels = size[0] * size[1]
-        if choose_tile(s.tile, size, problem.device):
+        if choose_tile(
+            s.tile, size, problem.device, budget=s.memory_budget, optimizer=s.optimizer, history_size=s.history_size
+        ):
             factor = TILED_COST
         else:
             factor = RECOMPUTE_COST if pixels > recompute_above else 1.0

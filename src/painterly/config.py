@@ -213,6 +213,12 @@ class Settings:
         metadata={"help": "evaluate the network in tiles of this many pixels a side, exactly (0: never; "
                   "default: when the picture would not fit in memory)"},
     )  # fmt: skip
+    memory_budget: float | None = field(
+        default=None,
+        metadata={"help": "GiB a scale may use: the automatic --tile evaluates untiled where the untiled estimate "
+                  "fits, else in the largest tile whose modelled peak fits (BENCHMARKS.md, \"Print size\"); "
+                  "default: untiled within half the memory available, else 896 px tiles"},
+    )  # fmt: skip
     taper: bool = field(
         default=True,
         metadata={"help": "fewer evaluations at scales over 1 MP (they only sharpen; a chosen rule, not yet measured: "
@@ -302,6 +308,10 @@ class Settings:
             positive_int("tile", self.tile, 16)
         elif self.tile is not None:
             positive_int("tile", self.tile, 0)
+        budget = self.memory_budget
+        if budget is not None and (not _finite(budget) or not 0 < budget <= LIMITS["memory_budget"]):
+            raise InputError(f"--memory-budget must be a number of GiB > 0 and <= {LIMITS['memory_budget']}, "
+                             f"got {budget!r}")  # fmt: skip
         for name in (
             "content_weight",
             "style_weight",
@@ -471,6 +481,7 @@ LIMITS = {
     "seed": 2**63 - 1,
     "max_pixels": 2**40,
     "tile": 32768,
+    "memory_budget": 2**20,
     "style_scale": 100.0,
     "scale_step": 16.0,
     "coarse_content_weight": 1e6,

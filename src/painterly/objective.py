@@ -110,7 +110,8 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class _LowPrecisionMSE(torch.autograd.Function):
-    """mean((F − P)²) for bfloat16 features F and a float32 target P, the difference taken in float32.
+    """mean((F − P)²) for bfloat16 features F and a float32 target P, or float32 features and a float16
+    target (a large picture's, :func:`painterly.tiling.content_target_dtype`), the difference taken in float32.
 
     ``F.mse_loss`` on a float32 copy of F costs a cast, a float32 copy in the backward and a
     cast back (~20 ms per 512 px evaluation of vgg16-hed); this keeps one float32 difference.
@@ -118,7 +119,8 @@ class _LowPrecisionMSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        diff = features.to(target.dtype) - target
+        wide = torch.promote_types(torch.promote_types(features.dtype, target.dtype), torch.float32)
+        diff = features.to(wide) - target
         ctx.save_for_backward(diff)
         ctx.features_dtype = features.dtype
         return diff.pow(2).mean()
@@ -414,18 +416,23 @@ class Objective:
             self.tiled = TiledEvaluation(self, self.tiler, tuple(content.shape[-2:]))
 
     def _content_target(self, content: torch.Tensor) -> torch.Tensor:
+        from .tiling import content_target_dtype
+
+        pixels = content.shape[-2] * content.shape[-1]
         if self.tiler is None:
-            return self.net(content)[self.content_layer].detach()
+            target = self.net(content)[self.content_layer].detach()
+            return target.to(content_target_dtype(target.dtype, pixels))
         layer = self.content_layer
+        dtype = content_target_dtype(self.tiler.target_dtype, pixels)
         out = None
         for t, feats in self.tiler.features_by_core(content, [layer]):
             if layer not in feats:
                 continue
             if t is None:
-                return feats[layer].to(self.tiler.target_dtype)
+                return feats[layer].to(dtype)
             if out is None:
                 size = self.tiler.layer_size(layer, *content.shape[-2:])
-                out = feats[layer].new_empty((*feats[layer].shape[:2], *size), dtype=self.tiler.target_dtype)
+                out = feats[layer].new_empty((*feats[layer].shape[:2], *size), dtype=dtype)
             out[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]] = feats[layer]
             del feats  # before the next tile's forward: one tile's taps at a time
         return out
@@ -637,7 +644,8 @@ class Problem:
             self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
-            tile=choose_tile(s.tile, size, self.device),
+            tile=choose_tile(s.tile, size, self.device, budget=s.memory_budget, optimizer=s.optimizer,
+                             history_size=s.history_size),
             style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(),
         )  # fmt: skip
 

@@ -83,6 +83,21 @@ CHANNELS_LAST_GRAM = True
 # recomputes (network.RECOMPUTE_COST, counted); BENCHMARKS.md, "Print size, third session".
 TILED_COST = 1.62 * 1.25
 
+# Pictures of more than this many pixels (at a scale) keep a float32 content target in float16: at
+# relu3_3 it is 64 B per picture pixel in float32, the largest whole-picture buffer (3 GiB at 8192x6144;
+# BENCHMARKS.md, "Print size, fifth session"). Decided by the size alone, so a tiled and an untiled
+# evaluation of one picture compare with the same target. float16, not bfloat16: its 11-bit mantissa
+# rounds the target by at most 2^-11 relative, and vgg16-hed's relu3_3 peaks at ~620 on the shipped
+# images and ~1300 on a 2 px checkerboard, far under float16's 65504.
+HALF_TARGET_ABOVE = 16_000_000
+
+
+def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
+    """The content target's storage for features of ``dtype`` at a scale of ``pixels`` picture pixels:
+    float16 for a float32 target over :data:`HALF_TARGET_ABOVE` pixels, else ``dtype``."""
+    return torch.float16 if dtype == torch.float32 and pixels > HALF_TARGET_ABOVE else dtype
+
+
 # Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
 # 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
 # size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px; the larger is the auto rule's estimate.
@@ -123,15 +138,70 @@ def available_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device) -> int | None:
+# The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth/fifth session"), fitted on
+# peak RSS at 4096x3072 (Adam, float32 network): peak = TILED_BASE_BYTES + P · (whole-picture bytes per
+# pixel) + T · (bytes per tile input pixel), P the picture's pixels, T its grid's largest tile input.
+TILED_BASE_BYTES = int(0.58 * 2**30)  # the network and libraries, and RSS over live at the peak
+# Whole-picture buffers per pixel without the optimiser's: x, the last good image, the content image,
+# the gradient (4 RGB float32 images, 48 B) and ~17 B not accounted buffer by buffer; the relu3_3
+# content target (64 B float32, 32 float16) and the optimiser's state come on top (153 B with Adam's).
+WHOLE_BYTES_PER_PIXEL = 65
+TARGET_BYTES_PER_PIXEL = 64
+TILE_RECOMPUTING_BYTES = 1100  # per tile input pixel, float32, recomputing (the ReLU outside)
+TILE_KEEPING_BYTES = 2100  # per tile input pixel, a tile that keeps everything (third session's ~2.1 KB)
+# The smallest tile the memory budget rule picks (its halo of 96 px makes a 256 px core a 448 px tile,
+# 3x the pixels: smaller tiles cost more time than they save memory).
+MIN_AUTO_TILE = 256
+AUTO_TILE_STEP = 64
+HALO = 96  # vgg16's to relu5_3, the default model's (VGG19's is 128: the model then errs a little low)
+GIB = 2**30
+
+
+def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", history_size: int = 20,
+                     halo: int = HALO, align: int = 16) -> int:  # fmt: skip
+    """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px: see
+    :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two moments (24 B per pixel), or L-BFGS's
+    history pairs and its direction and previous gradient (L-BFGS's count, not measured here)."""
+    from .optimize import history_at, optimizer_at
+
+    pixels = size[0] * size[1]
+    target = TARGET_BYTES_PER_PIXEL // (2 if content_target_dtype(torch.float32, pixels) == torch.float16 else 1)
+    if optimizer_at(optimizer, 3 * pixels, 4, history_size) == "adam":
+        state = 24
+    else:
+        state = 12 * (2 * max(1, history_at(history_size, 3 * pixels)) + 2)
+    largest = max(_pixels(t) for t in tiles(size[0], size[1], tile, halo, align))
+    per_tile = TILE_RECOMPUTING_BYTES if largest > TILE_RECOMPUTE_ABOVE else TILE_KEEPING_BYTES
+    return TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+
+
+def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *, budget: float | None = None,
+                optimizer: str = "adam", history_size: int = 20) -> int | None:  # fmt: skip
     """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
-    :data:`DEFAULT_TILE` when the untiled estimate would not fit, else ``None`` (untiled)."""
+    ``None`` (untiled) when the untiled estimate fits the memory budget (``budget`` GiB; default:
+    :data:`AUTO_SHARE` of the memory available), else :data:`DEFAULT_TILE`, or with a ``budget`` the
+    largest tile up to :data:`DEFAULT_TILE` whose modelled peak (:func:`tiled_peak_bytes`) fits it,
+    never below :data:`MIN_AUTO_TILE`: a ``budget`` that not even that fits is an
+    :class:`~painterly.errors.InputError`. (Without a budget the tile stays today's: smaller tiles
+    cost time, and the share left to the machine is a guess, not a limit the user asked for.)"""
     if tile is not None:
         return tile or None
     pixels = size[0] * size[1]
-    if pixels * UNTILED_BYTES_PER_PIXEL <= AUTO_SHARE * available_bytes(device):
+    limit = budget * GIB if budget is not None else AUTO_SHARE * available_bytes(device)
+    if pixels * UNTILED_BYTES_PER_PIXEL <= limit:
         return None
-    return DEFAULT_TILE
+    if budget is None:
+        return DEFAULT_TILE
+    least = None
+    for side in range(DEFAULT_TILE, MIN_AUTO_TILE - 1, -AUTO_TILE_STEP):
+        peak = tiled_peak_bytes(size, side, optimizer, history_size)
+        if peak <= limit:
+            return side
+        least = peak if least is None else min(least, peak)
+    from .errors import InputError
+
+    raise InputError(f"a {size[1]}x{size[0]} scale needs about {least / GIB:.1f} GiB even in tiles "
+                     f"(modelled), over --memory-budget {budget:g}; raise it or paint smaller")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""The automatic tile keeps a scale within a memory budget (painterly.tiling.choose_tile, --memory-budget)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from painterly import tiling
+from painterly.cli import main
+from painterly.config import Settings
+from painterly.errors import InputError
+
+CPU = torch.device("cpu")
+GIB = 2**30
+FAST = ["--model", "vgg16", "--weights", "random", "--size", "48", "--iterations", "1", "--scales", "48"]
+
+
+@pytest.fixture
+def free_24(monkeypatch):
+    monkeypatch.setattr(tiling, "available_bytes", lambda device: 22 * GIB)
+
+
+def test_without_a_budget_the_rule_is_todays(free_24):
+    assert tiling.choose_tile(None, (1536, 2048), CPU) is None  # 5.9 GiB estimate, half of 22 free
+    assert tiling.choose_tile(None, (3072, 4096), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(None, (6144, 8192), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(0, (6144, 8192), CPU, budget=1) is None  # --tile wins over the budget
+    assert tiling.choose_tile(320, (6144, 8192), CPU, budget=1) == 320
+
+
+def test_a_budget_tiles_every_scale_whose_untiled_estimate_exceeds_it(free_24):
+    assert tiling.choose_tile(None, (768, 1024), CPU, budget=4) is None  # 1.5 GiB untiled
+    tile = tiling.choose_tile(None, (1536, 2048), CPU, budget=4)  # 5.9 GiB untiled: tiled now
+    assert tile == tiling.DEFAULT_TILE and tiling.tiled_peak_bytes((1536, 2048), tile) <= 4 * GIB
+    assert tiling.choose_tile(None, (3072, 4096), CPU, budget=4) == tiling.DEFAULT_TILE  # modelled 3.57 GiB
+
+
+def test_a_tight_budget_takes_the_largest_tile_that_fits(free_24):
+    size = (3072, 4096)
+    tile = tiling.choose_tile(None, size, CPU, budget=3.4)
+    assert tiling.MIN_AUTO_TILE <= tile < tiling.DEFAULT_TILE
+    assert tiling.tiled_peak_bytes(size, tile) <= 3.4 * GIB
+    larger = range(tile + tiling.AUTO_TILE_STEP, tiling.DEFAULT_TILE + 1, tiling.AUTO_TILE_STEP)
+    assert all(tiling.tiled_peak_bytes(size, t) > 3.4 * GIB for t in larger)
+
+
+def test_the_model_counts_the_optimisers_state_and_the_half_target():
+    adam = tiling.tiled_peak_bytes((3072, 4096), 896, "adam")
+    assert adam == pytest.approx(3.57 * GIB, rel=0.01)  # the fourth session's fit: 3.58 GiB measured
+    assert tiling.tiled_peak_bytes((3072, 4096), 896, "lbfgs") > adam  # 3 history pairs, 96 B/px
+    big = (6144, 8192)  # over HALF_TARGET_ABOVE: the target is 32 B/px
+    per_pixel = (tiling.tiled_peak_bytes(big, 896) - tiling.TILED_BASE_BYTES) / (big[0] * big[1])
+    assert 121 < per_pixel < 121 + 30  # 121 B/px of whole-picture buffers, the rest the tile's
+
+
+def test_a_budget_no_tile_fits_is_one_line(free_24):
+    with pytest.raises(InputError, match=r"8192x6144 scale needs about [\d.]+ GiB even in tiles.*--memory-budget 2"):
+        tiling.choose_tile(None, (6144, 8192), CPU, budget=2)
+    # without a budget the default tile is used rather than refusing
+    assert tiling.choose_tile(None, (6144, 8192), CPU) == tiling.DEFAULT_TILE
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "0", "nan", "inf"])
+def test_bad_memory_budget_flag_is_one_line_exit_2(tmp_path, tiny_pair, capsys, value):
+    content, style = tiny_pair
+    out = tmp_path / "out.png"
+    assert main([content, style, "-o", str(out), *FAST, "--memory-budget", value]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "memory-budget" in err[0] and "Traceback" not in err[0], err
+    assert not out.exists()
+
+
+def test_a_budget_too_small_stops_before_painting(tmp_path, tiny_pair, capsys, monkeypatch):
+    monkeypatch.setattr(tiling, "UNTILED_BYTES_PER_PIXEL", 10**9)  # a 48 px picture "does not fit" untiled
+    content, style = tiny_pair
+    out = tmp_path / "out.png"
+    assert main([content, style, "-o", str(out), *FAST, "--memory-budget", "0.5"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "even in tiles" in err[0], err
+    assert not out.exists()
+
+
+def test_a_budget_paints_like_the_tile_it_picks(tiny_pair, monkeypatch):
+    import painterly
+
+    monkeypatch.setattr(tiling, "UNTILED_BYTES_PER_PIXEL", 10**9)
+    monkeypatch.setattr(tiling, "TILED_BASE_BYTES", 0)
+    monkeypatch.setattr(tiling, "MIN_AUTO_TILE", 32)
+    monkeypatch.setattr(tiling, "DEFAULT_TILE", 32)
+    content, style = tiny_pair
+    kw = dict(model="vgg16", weights="random", size=48, iterations=2, scales=(48,))
+    budgeted = painterly.stylize(content, style, Settings(memory_budget=1.0), **kw)
+    tiled = painterly.stylize(content, style, Settings(tile=32), **kw)
+    assert torch.equal(budgeted.image, tiled.image)
+    assert Settings(memory_budget=1.0).resolved().to_dict()["memory_budget"] == 1.0
