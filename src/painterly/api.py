@@ -99,17 +99,10 @@ def stylize(
         with memory_guard(lambda: working_on[0]):
             problem = build_problem(content_full, styles, s, masks)
             if s.memory_budget is not None:  # a budget no tile fits: one line, before any painting
-                from .tiling import choose_tile
+                from .tiling import tile_for
 
                 for p in plans:
-                    choose_tile(
-                        s.tile,
-                        p.size,
-                        problem.device,
-                        budget=s.memory_budget,
-                        optimizer=s.optimizer,
-                        history_size=s.history_size,
-                    )
+                    tile_for(s, p.size, problem.device)
     inputs = ckpt.fingerprint([problem.content, *problem.styles, *(m for m in problem.masks or () if m is not None)])
     if resume is not None:
         ckpt.check_inputs(resume, inputs, plans)
@@ -248,7 +241,7 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
     import time
 
     from .network import RECOMPUTE_COST
-    from .tiling import TILED_COST, choose_tile
+    from .tiling import TILED_COST, tile_for
 
     s = problem.settings
     height, width = problem.content.shape[-2:]
@@ -268,9 +261,7 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
 
     def seconds_at(size: tuple[int, int]) -> float:
         pixels = size[0] * size[1]
-        if choose_tile(
-            s.tile, size, problem.device, budget=s.memory_budget, optimizer=s.optimizer, history_size=s.history_size
-        ):
+        if tile_for(s, size, problem.device):
             factor = TILED_COST
         else:
             factor = RECOMPUTE_COST if pixels > recompute_above else 1.0

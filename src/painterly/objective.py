@@ -638,14 +638,13 @@ class Problem:
         if self.masks is not None and any(m is not None for m in self.masks):  # all None: a plain blend
             out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
         height, width = self.content.shape[-2:]
-        from .tiling import choose_tile
+        from .tiling import tile_for
 
         return Objective(
             self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
-            tile=choose_tile(s.tile, size, self.device, budget=s.memory_budget, optimizer=s.optimizer,
-                             history_size=s.history_size),
+            tile=tile_for(s, size, self.device),
             style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(),
         )  # fmt: skip
 

@@ -204,6 +204,14 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
                      f"(modelled), over --memory-budget {budget:g}; raise it or paint smaller")  # fmt: skip
 
 
+def tile_for(settings, size: tuple[int, int], device: torch.device) -> int | None:
+    """:func:`choose_tile` for a scale of (height, width) ``size`` of a run with these resolved
+    :class:`~painterly.config.Settings` (its --tile, --memory-budget, optimizer and history)."""
+    s = settings
+    return choose_tile(s.tile, size, device, budget=s.memory_budget, optimizer=s.optimizer,
+                       history_size=s.history_size)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Tile:
     """One tile: its input rows/columns (with halo) and its core rows/columns, in image pixels."""
