@@ -64,8 +64,29 @@ def test_requested_threads_are_taken_as_they_are() -> None:
         torch.set_num_threads(before)
 
 
+def test_the_users_omp_num_threads_is_the_count_however_busy_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pinned count is what a resumed studio job needs to repeat the uninterrupted one bit for bit."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads, "_plan", None)
+    monkeypatch.setattr(threads, "_busy_since", lambda *args: 2.6)  # a look at the CPU would say one thread
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        plan = threads.configure_threads(None, look_again=True)
+        assert plan.threads == torch.get_num_threads() == 3 and plan.why == "as OMP_NUM_THREADS says"
+        monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # OpenMP's nested list: the outer count
+        assert threads.configure_threads(None, look_again=True).threads == 2
+        assert threads.configure_threads(1).threads == 1  # --threads still wins
+        for junk in ("", "0", "-2", "many"):  # not a count: the machine is looked at
+            monkeypatch.setenv("OMP_NUM_THREADS", junk)
+            assert threads.configure_threads(None, look_again=True).threads == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_count_follows_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """Of 4 cores, 2.6 busy elsewhere leave one thread; 0.2 busy leave all four."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)

@@ -22,7 +22,8 @@ behind every choice here). :func:`configure_threads` decides both, once per proc
   the scheduler gives it; on an idle CPU it is every core, as before.
 
 It is for whoever owns the process (``painterly`` itself, ``painterly serve``, a batch worker),
-never run on import. ``requested`` (``--threads N``) replaces the count but keeps the short spin.
+never run on import. ``requested`` (``--threads N``) replaces the count but keeps the short spin, and so does the user's
+``OMP_NUM_THREADS`` where nothing is requested.
 With OpenMP, torch applies a thread count to the calling thread (and to threads that have not
 yet run a parallel operation), so a server calls it in the thread that runs the jobs, and may pass
 ``look_again=True`` before each job to look at the CPU afresh.
@@ -55,17 +56,21 @@ def configure_threads(requested: int | None = None, *, look_again: bool = False)
 
     Call it where painterly owns the process, before anything imports torch if possible (it then
     imports torch itself, and the import doubles as the look at how busy the CPU is). ``requested``
-    is taken as it is; ``None`` means one thread per usable core not kept busy by other processes,
-    at least one. The CPU is looked at once per process: later calls apply the same count (so two
-    runs in one process compute alike) unless ``look_again`` (a long-lived server, before a job).
+    is taken as it is; ``None`` means the user's ``OMP_NUM_THREADS`` where set, else one thread per
+    usable core not kept busy by other processes, at least one. The CPU is looked at once per
+    process: later calls apply the same count (so two runs in one process compute alike) unless
+    ``look_again`` (a long-lived server, before a job).
     """
     global _plan
     limited = _limit_spinning()
+    why = "as requested"
+    if requested is None and (from_env := openmp_thread_count()) is not None:
+        requested, why = from_env, "as OMP_NUM_THREADS says"
     if requested is not None:
         import torch
 
         torch.set_num_threads(requested)
-        return ThreadPlan(requested, limited, 0.0, "as requested")
+        return ThreadPlan(requested, limited, 0.0, why)
     if _plan is None or look_again:
         cores = usable_cores()
         before = _machine_busy_seconds()
@@ -96,6 +101,17 @@ def _limit_spinning() -> bool:
         if _spin_limited:
             os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     return _spin_limited
+
+
+def openmp_thread_count() -> int | None:
+    """The user's ``OMP_NUM_THREADS`` (its first entry, as OpenMP reads a list), or None if unset or not a count.
+
+    It stands as ``--threads`` would: a count chosen from the machine's load can differ from job to job,
+    and two thread counts sum in different orders, so a job resumed under a different count would not
+    repeat the uninterrupted one bit for bit; whoever pins the count gets the same count every time.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def usable_cores() -> int:
