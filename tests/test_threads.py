@@ -127,3 +127,26 @@ def test_busy_cores_elsewhere_subtracts_our_own_time(monkeypatch: pytest.MonkeyP
 def test_busy_cores_elsewhere_reads_this_machine() -> None:
     busy = threads.busy_cores_elsewhere(0.05)
     assert 0.0 <= busy <= (os.cpu_count() or 1) + 0.5
+
+
+def test_a_resumed_run_goes_back_to_its_checkpoints_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unless the count is pinned (--threads, OMP_NUM_THREADS) or the checkpoint names none."""
+    from painterly.checkpoint import make_checkpoint
+    from painterly.config import Settings
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        checkpoint = make_checkpoint(Settings(), "inputs", {"position": {}})
+        assert checkpoint["threads"] == 2
+        torch.set_num_threads(1)
+        assert threads.match_checkpoint(checkpoint) == 2 and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert threads.match_checkpoint(checkpoint, requested=1) is None and torch.get_num_threads() == 1
+        assert threads.match_checkpoint({"position": {}}) is None and torch.get_num_threads() == 1  # an old one
+        assert threads.match_checkpoint(None) is None and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert threads.match_checkpoint(checkpoint) is None and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -142,14 +142,18 @@ def _paint_here(todo, *, threads: int | None, checkpoint_every: float, stop: thr
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        yield from _paint_each(todo, stylize, checkpoint_every, stop)
+        yield from _paint_each(todo, stylize, checkpoint_every, stop, threads)
     finally:
         torch.set_num_threads(before)  # the caller's process keeps its own setting
 
 
-def _paint_each(todo, stylize, checkpoint_every: float, stop: threading.Event) -> Iterator:
-    from .checkpoint import load_checkpoint, save_checkpoint
+def _paint_each(todo, stylize, checkpoint_every: float, stop: threading.Event, threads: int | None) -> Iterator:
+    import torch
 
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .threads import match_checkpoint
+
+    count = torch.get_num_threads()  # the batch's; an item resumed on its checkpoint's count goes back to it
     for item, s in todo:
         if stop.is_set():
             return
@@ -159,6 +163,8 @@ def _paint_each(todo, stylize, checkpoint_every: float, stop: threading.Event) -
         if ckpt.exists():
             with contextlib.suppress(InputError):  # a damaged checkpoint: start the item over
                 resume = load_checkpoint(ckpt)
+        torch.set_num_threads(count)
+        match_checkpoint(resume, threads)  # unpinned: the count the item's first part ran on
         save = None if checkpoint_every <= 0 else (lambda state, ckpt=ckpt: save_checkpoint(state, ckpt))
         began = time.perf_counter()
         try:
@@ -397,7 +403,7 @@ def main(argv: Sequence[str]) -> int:
         from .device import reuse_freed_memory
         from .threads import configure_threads
 
-        args.threads = configure_threads(args.threads).threads  # the thread policy (#17)
+        configure_threads(args.threads)  # the thread policy (#17); args.threads stays None unless pinned
         memory = reuse_freed_memory()
     # With Ray the driver only reads inputs and writes outputs: it never imports torch (2 s it would
     # add to Ray's own start; tests/test_batch.py checks it).

@@ -80,7 +80,10 @@ def fingerprint(images: Iterable[torch.Tensor]) -> str:
 
 def make_checkpoint(s: Settings, inputs: str, loop_state: dict[str, Any]) -> dict[str, Any]:
     """The loop's state (position, params, optimizer, history) as a checkpoint of this run."""
-    return {"version": CHECKPOINT_VERSION, "settings": resume_key(s), "inputs": inputs, **loop_state}
+    # The CPU thread count goes with it: a resumed run on another count sums in another order
+    # (threads.match_checkpoint puts the count back where nobody pinned one).
+    return {"version": CHECKPOINT_VERSION, "settings": resume_key(s), "inputs": inputs,
+            "threads": torch.get_num_threads(), **loop_state}  # fmt: skip
 
 
 def check_settings(checkpoint: dict[str, Any], s: Settings) -> None:

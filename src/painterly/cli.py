@@ -184,7 +184,7 @@ def run_record(settings: Any, content: Any, styles: Sequence[Any], masks: Sequen
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from .threads import configure_threads
+    from .threads import configure_threads, match_checkpoint
 
     configure_threads(args.threads)  # first: OpenMP's spinning can only be set before torch loads
     from .api import stylize
@@ -200,6 +200,7 @@ def _stylize(args: argparse.Namespace) -> int:
     ckpt = check_checkpoint_path(Path(args.checkpoint).expanduser() if args.checkpoint else Path(f"{out}.ckpt"))
     if args.resume:
         resume = load_checkpoint(ckpt)
+        match_checkpoint(resume, args.threads)
     elif ckpt.exists():
         raise InputError(f"{ckpt} holds an interrupted run: add --resume to continue it, or delete it to start over")
     else:

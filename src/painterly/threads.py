@@ -114,6 +114,23 @@ def openmp_thread_count() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def match_checkpoint(checkpoint: dict | None, requested: int | None = None) -> int | None:
+    """Before resuming ``checkpoint``: run on the thread count its first part ran on; return the count set.
+
+    Nothing changes where the count is pinned (``requested``, i.e. ``--threads``, or ``OMP_NUM_THREADS``)
+    or the checkpoint names none (written before it was recorded): the chosen count then stands.
+    Without this, a run interrupted on an idle machine and resumed beside a busy neighbour would
+    continue on fewer threads and end on other pixels than the uninterrupted run.
+    """
+    count = None if checkpoint is None else checkpoint.get("threads")
+    if requested is not None or openmp_thread_count() is not None or not isinstance(count, int) or count < 1:
+        return None
+    import torch
+
+    torch.set_num_threads(count)
+    return count
+
+
 def usable_cores() -> int:
     """Cores this process may run on: its affinity mask where the OS has one, else ``os.cpu_count()``."""
     if hasattr(os, "sched_getaffinity"):

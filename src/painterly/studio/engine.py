@@ -136,10 +136,12 @@ def run_engine(
     """Run :func:`painterly.stylize` (imported here so the studio loads without torch work)."""
     import painterly
 
-    from ..threads import configure_threads
+    from ..threads import configure_threads, match_checkpoint
 
-    # In this worker thread (OpenMP's thread count is the calling thread's): the cores free now.
+    # In this worker thread (OpenMP's thread count is the calling thread's): the cores free now, or
+    # for a resumed job the count its first part ran on, so it ends on the uninterrupted pixels.
     configure_threads(look_again=True)
+    match_checkpoint(resume)
 
     result = painterly.stylize(
         content, styles, settings, callback=on_step, stop=stop, resume=resume,
