@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from painterly.api import build_problem
 from painterly.config import LAPLACIAN_WEIGHT, Settings
 from painterly.errors import InputError
 from painterly.image import load_image, resize
-from painterly.objective import laplacian_cells, laplacian_loss, pooled_laplacian
+from painterly.objective import laplacian_cells, laplacian_gate, laplacian_loss, pooled_laplacian
 from painterly.progress import shown_terms
 
 FAST = dict(weights="random", model="vgg16", size=40, iterations=6, coarse_iterations=4, start_size=28,
@@ -125,7 +127,10 @@ def test_progress_shows_the_term_once_as_its_share():
     assert shown == {"content": "50%", "style": "20%", "tv": "10%", "laplacian": "20%", "total": "1"}
 
 
-@pytest.mark.parametrize("flag", ["--laplacian-weight=-1", "--laplacian-pools=0", "--laplacian-pools=4,nan"])
+@pytest.mark.parametrize(
+    "flag", ["--laplacian-weight=-1", "--laplacian-pools=0", "--laplacian-pools=4,nan", "--laplacian-gate=-1",
+             "--laplacian-gate=inf"]
+)  # fmt: skip
 def test_a_bad_value_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
     from painterly.cli import main
 
@@ -170,3 +175,82 @@ def test_strength_maps_to_lambda(monkeypatch):
     assert Settings(strength=0.25, normalize=False).resolved().laplacian_weight == 0.0  # the seed's raw objective
     again = Settings(strength=0.75).resolved()
     assert again.resolved().laplacian_weight == again.laplacian_weight == 1.0  # a replayed record: the same run
+
+
+# The gate (session 5): the term only where the photograph has structure.
+
+
+def test_gate_by_hand():
+    # Energy Σ_c Δ² = 1² + 2² = 5 in the middle cell of a 3 × 3 grid, 0 elsewhere; the picture's mean 5/9.
+    # Each cell's 3 × 3 neighbourhood (inside the grid) holds the middle one: 5/4 at a corner (4 cells),
+    # 5/6 at an edge (6), 5/9 in the middle (9). Over threshold × 5/9, clamped to [0, 1]:
+    t = torch.zeros(1, 2, 3, 3)
+    t[0, 0, 1, 1], t[0, 1, 1, 1] = 1.0, -2.0
+    assert torch.equal(laplacian_gate(t, 1.0), torch.ones(1, 1, 3, 3))  # 9/4, 3/2, 1: all clamped to 1
+    expected = torch.tensor([[1.0, 0.75, 1.0], [0.75, 0.5, 0.75], [1.0, 0.75, 1.0]])  # 9/8→1, 3/4, 1/2
+    assert torch.allclose(laplacian_gate(t, 2.0)[0, 0], expected)
+    assert laplacian_gate(t, 0.0) is None  # 0: no gate, every cell counts
+    # Far from the structure a cell gets 0: the style is free there.
+    far = torch.zeros(1, 1, 3, 8)
+    far[..., 1, 0] = 1.0
+    assert laplacian_gate(far, 1.0)[0, 0, :, 2:].abs().max() == 0.0
+    assert laplacian_gate(far, 1.0)[0, 0, :, :2].min() == 1.0
+
+
+def test_gated_loss_by_hand():
+    # Two channels, three cells: squared differences (1, 4, 9) and (0, 1, 0) under the gate (1, ½, 0),
+    # over C·R·W = 6 values: (1 + 2 + 0 + 0 + ½ + 0) / 6.
+    lap = torch.tensor([[[[1.0, 2.0, 3.0]], [[0.0, 1.0, 0.0]]]])
+    gate = torch.tensor([[[[1.0, 0.5, 0.0]]]])
+    assert laplacian_loss(lap, torch.zeros_like(lap), gate).item() == pytest.approx(3.5 / 6)
+    ones = torch.ones(1, 1, 1, 3)
+    assert laplacian_loss(lap, torch.zeros_like(lap), ones).item() == pytest.approx(
+        laplacian_loss(lap, torch.zeros_like(lap)).item()
+    )
+
+
+def test_gated_gradient_is_the_numerical_one_in_float64():
+    x = torch.rand(1, 3, 14, 21, dtype=torch.float64, requires_grad=True)
+    c = torch.rand(1, 3, 14, 21, dtype=torch.float64)
+    c[..., :, 6:] = 0.5  # a smooth right part: gate 0 there, a ramp between, 1 on the left
+    t = pooled_laplacian(c, (7, 10))  # cells of 2 × 2.1 px
+    gate = laplacian_gate(t, 1.0).double()
+    assert gate.min() == 0.0 and gate.max() == 1.0 and ((gate > 0) & (gate < 1)).any()
+    assert torch.autograd.gradcheck(lambda v: laplacian_loss(pooled_laplacian(v, (7, 10)), t, gate), (x,))
+
+
+def test_the_gated_term_leaves_smooth_regions_to_the_style(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**FAST, laplacian_weight=1.0, laplacian_pools=(8.0,), laplacian_gate=1.0).resolved()
+    photo = resize(load_image(content), s.size)
+    photo[..., :, 20:] = 0.5  # the right half smooth (no structure at all)
+    problem = build_problem(photo, [load_image(style)], s)
+    height, width = problem.content.shape[-2:]
+    objective = problem.objective_at((height, width))
+    (pool, target), gate = next(iter(objective.laplacian_targets.items())), objective.laplacian_gates[8.0]
+    # The normaliser: the photograph's energy under the gate, so a flat output scores λ exactly.
+    assert problem.weights.laplacian_norms[pool] == pytest.approx(float((gate * target.pow(2)).mean()), rel=1e-5)
+    flat = objective(torch.full((1, 3, height, width), 0.5))
+    assert flat["weighted:laplacian"].item() == pytest.approx(1.0, rel=1e-5)
+    assert objective(problem.content)["laplacian"].item() < 1e-12
+    # A spot painted in the smooth half costs nothing gated; the ungated term charges for it.
+    spot = problem.content.clone()
+    spot[..., 16:24, width - 10 : width - 2] = 1.0
+    assert objective(spot)["laplacian"].item() < 1e-12
+    ungated = build_problem(photo, [load_image(style)], dataclasses.replace(s, laplacian_gate=0.0))
+    assert ungated.objective_at((height, width))(spot)["laplacian"].item() > 1e-3
+    # The same spot where the photograph has structure is charged under the gate too.
+    left = problem.content.clone()
+    left[..., 16:24, 2:10] = 1.0
+    assert objective(left)["laplacian"].item() > 1e-3
+    assert problem.weights.to_dict()["laplacian_gate"] == 1.0
+
+
+def test_gated_tiles_give_the_same(tiny_pair):
+    content, style = tiny_pair
+    on = Settings(**{**FAST, "coarse_iterations": 0}, laplacian_weight=3.0, laplacian_gate=1.0).resolved()
+    whole, tiled = stylize(content, style, on, iterations=3, tile=0), stylize(content, style, on, iterations=3, tile=16)
+    assert torch.allclose(whole.image, tiled.image, atol=1e-3)
+    assert tiled.losses["laplacian"] == pytest.approx(whole.losses["laplacian"], rel=1e-3)
+    ungated = stylize(content, style, on, iterations=3, tile=0, laplacian_gate=0.0)
+    assert not torch.equal(ungated.image, whole.image)  # the gate is in the objective, not ignored
