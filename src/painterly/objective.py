@@ -444,7 +444,8 @@ class Objective:
             if weights.laplacian > 0:
                 self.laplacian_targets = {p: pooled_laplacian(content, cells) for p, cells in laplacian_cells.items()}
             # where each pooling's term acts (None: everywhere), from this scale's target
-            self.laplacian_gates = {p: laplacian_gate(t, weights.laplacian_gate) for p, t in self.laplacian_targets.items()}
+            gate = weights.laplacian_gate
+            self.laplacian_gates = {p: laplacian_gate(t, gate) for p, t in self.laplacian_targets.items()}
         self.tiled = None
         if self.tiler is not None:
             from .tiling import TiledEvaluation
