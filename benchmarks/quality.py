@@ -161,6 +161,8 @@ CANDIDATES: dict[str, dict] = {
     "lap1g1": {"laplacian_weight": 1.0, "laplacian_gate": 1.0},
     "lap1g05": {"laplacian_weight": 1.0, "laplacian_gate": 0.5},
     "lap1g2": {"laplacian_weight": 1.0, "laplacian_gate": 2.0},
+    "lap1g1f01": {"laplacian_weight": 1.0, "laplacian_gate": 1.0, "laplacian_gate_floor": 0.1},
+    "lap1g1f02": {"laplacian_weight": 1.0, "laplacian_gate": 1.0, "laplacian_gate_floor": 0.2},
 }
 
 
@@ -179,7 +181,8 @@ def settings_for(candidate: str, size: int) -> Settings:
 # cache key, so adding an option keeps every cached painting that does not use it.
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
            "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
-           "laplacian_pools": [4.0, 16.0], "laplacian_gate": 0.0}  # fmt: skip
+           "laplacian_pools": [4.0, 16.0], "laplacian_gate": 0.0,
+           "laplacian_gate_floor": 0.0}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:

@@ -129,7 +129,7 @@ def test_progress_shows_the_term_once_as_its_share():
 
 @pytest.mark.parametrize(
     "flag", ["--laplacian-weight=-1", "--laplacian-pools=0", "--laplacian-pools=4,nan", "--laplacian-gate=-1",
-             "--laplacian-gate=inf"]
+             "--laplacian-gate=inf", "--laplacian-gate-floor=1.5"]
 )  # fmt: skip
 def test_a_bad_value_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
     from painterly.cli import main
@@ -190,11 +190,14 @@ def test_gate_by_hand():
     expected = torch.tensor([[1.0, 0.75, 1.0], [0.75, 0.5, 0.75], [1.0, 0.75, 1.0]])  # 9/8→1, 3/4, 1/2
     assert torch.allclose(laplacian_gate(t, 2.0)[0, 0], expected)
     assert laplacian_gate(t, 0.0) is None  # 0: no gate, every cell counts
+    # A floor f keeps f of the term on a smooth cell: f + (1 − f) × the gate.
+    assert torch.allclose(laplacian_gate(t, 2.0, floor=0.5)[0, 0], 0.5 + 0.5 * expected)
     # Far from the structure a cell gets 0: the style is free there.
     far = torch.zeros(1, 1, 3, 8)
     far[..., 1, 0] = 1.0
     assert laplacian_gate(far, 1.0)[0, 0, :, 2:].abs().max() == 0.0
     assert laplacian_gate(far, 1.0)[0, 0, :, :2].min() == 1.0
+    assert laplacian_gate(far, 1.0, floor=0.1)[0, 0, :, 2:].min() == pytest.approx(0.1)
 
 
 def test_gated_loss_by_hand():

@@ -215,6 +215,10 @@ class Settings:
                   "has structure, cells with t x the picture's mean Laplacian energy or more fully, smooth ones "
                   "(a sky) not at all, so the style may paint there"},
     )  # fmt: skip
+    laplacian_gate_floor: float = field(
+        default=0.0,
+        metadata={"help": "with --laplacian-gate, the share of the term a smooth cell keeps (0 to 1)"},
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -333,6 +337,7 @@ class Settings:
             "coarse_content_weight",
             "laplacian_weight",
             "laplacian_gate",
+            "laplacian_gate_floor",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -500,6 +505,7 @@ LIMITS = {
     "laplacian_weight": 1e6,
     "laplacian_pools": 512.0,
     "laplacian_gate": 1e3,
+    "laplacian_gate_floor": 1.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

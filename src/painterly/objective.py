@@ -276,7 +276,7 @@ def laplacian_loss(laplacian: torch.Tensor, target: torch.Tensor, gate: torch.Te
     return squared.sum() / squared[0].numel()
 
 
-def laplacian_gate(target: torch.Tensor, threshold: float) -> torch.Tensor | None:
+def laplacian_gate(target: torch.Tensor, threshold: float, floor: float = 0.0) -> torch.Tensor | None:
     """Where the photograph has structure, per cell of a pooled Laplacian Δ(P(c)) (B, C, R, W): its
     energy Σ_c Δ² averaged over the cell's 3 × 3 neighbourhood (the cells inside the grid), over
     ``threshold`` × that energy's mean over the picture, clamped to [0, 1]: (B, 1, R, W). A cell at or
@@ -284,6 +284,7 @@ def laplacian_gate(target: torch.Tensor, threshold: float) -> torch.Tensor | Non
     eye) not at all, those between in proportion. The neighbourhood takes in both sides of an edge (Δ
     is ± across it and 0 on it). Relative to the picture's own mean, so a faint photograph's structure
     is held as a bold one's is. ``threshold`` 0: None (every cell 1, :func:`laplacian_loss` ungated).
+    With a ``floor`` f in [0, 1] the gate is f + (1 − f) × that: a smooth cell keeps f of the term.
 
     >>> t = torch.zeros(1, 1, 3, 6); t[..., 1, 1] = 3.0  # energy 9 in one cell; the mean 9/18 = 0.5
     >>> laplacian_gate(t, 4.0)[0, 0]  # 9 over 4, 6 or 9 neighbours, over 4 × 0.5
@@ -296,7 +297,8 @@ def laplacian_gate(target: torch.Tensor, threshold: float) -> torch.Tensor | Non
     energy = target.float().pow(2).sum(1, keepdim=True)
     local = F.avg_pool2d(energy, 3, stride=1, padding=1, count_include_pad=False)
     mean = energy.mean(dim=(1, 2, 3), keepdim=True)
-    return (local / (threshold * mean).clamp_min(1e-12)).clamp(0.0, 1.0)
+    gate = (local / (threshold * mean).clamp_min(1e-12)).clamp(0.0, 1.0)
+    return gate if floor <= 0 else floor + (1.0 - floor) * gate
 
 
 def laplacian_cells(height: int, width: int, pool: float) -> tuple[int, int]:
@@ -355,6 +357,7 @@ class Weights:
     # The term's gate (objective.laplacian_gate): 0, every cell alike; t > 0, only where the photograph
     # has structure (cells at or above t × its mean energy fully, smooth ones not at all).
     laplacian_gate: float = 0.0
+    laplacian_gate_floor: float = 0.0
 
     @property
     def content_factor(self) -> float:
@@ -380,6 +383,7 @@ class Weights:
         if self.laplacian > 0:  # only where the term is on: a seed run's report is as before
             out["laplacian"] = self.laplacian
             out["laplacian_gate"] = self.laplacian_gate
+            out["laplacian_gate_floor"] = self.laplacian_gate_floor
             out["normalizers"]["laplacian"] = {f"{p:g}": n for p, n in self.laplacian_norms.items()}
         return out
 
@@ -444,8 +448,8 @@ class Objective:
             if weights.laplacian > 0:
                 self.laplacian_targets = {p: pooled_laplacian(content, cells) for p, cells in laplacian_cells.items()}
             # where each pooling's term acts (None: everywhere), from this scale's target
-            gate = weights.laplacian_gate
-            self.laplacian_gates = {p: laplacian_gate(t, gate) for p, t in self.laplacian_targets.items()}
+            gate, floor = weights.laplacian_gate, weights.laplacian_gate_floor
+            self.laplacian_gates = {p: laplacian_gate(t, gate, floor) for p, t in self.laplacian_targets.items()}
         self.tiled = None
         if self.tiler is not None:
             from .tiling import TiledEvaluation
@@ -722,6 +726,7 @@ class Problem:
             laplacian=s.laplacian_weight,
             laplacian_norms=dict.fromkeys(self.laplacian_cells(), 1.0),
             laplacian_gate=s.laplacian_gate,
+            laplacian_gate_floor=s.laplacian_gate_floor,
         )
         if not s.normalize:
             return given
@@ -740,7 +745,7 @@ class Problem:
             lap_norms = {}
             for p, c in self.laplacian_cells().items():
                 target = pooled_laplacian(content, c)
-                gate = laplacian_gate(target, s.laplacian_gate)
+                gate = laplacian_gate(target, s.laplacian_gate, s.laplacian_gate_floor)
                 lap_norms[p] = float(laplacian_loss(torch.zeros_like(target), target, gate))
         return dataclasses.replace(
             given,
