@@ -9,7 +9,7 @@ import torch
 
 from painterly import stylize
 from painterly.api import build_problem
-from painterly.config import LAPLACIAN_WEIGHT, Settings
+from painterly.config import LAPLACIAN_GATE, LAPLACIAN_WEIGHT, Settings
 from painterly.errors import InputError
 from painterly.image import load_image, resize
 from painterly.objective import laplacian_cells, laplacian_gate, laplacian_loss, pooled_laplacian
@@ -60,7 +60,7 @@ def test_cells_are_the_outputs_at_every_scale():
 
 def test_the_term_in_the_objective(tiny_pair):
     content, style = tiny_pair
-    s = Settings(**FAST, laplacian_weight=2.0, laplacian_pools=(2.0, 8.0)).resolved()
+    s = Settings(**FAST, laplacian_weight=2.0, laplacian_pools=(2.0, 8.0), laplacian_gate=0.0).resolved()  # Li et al.'s
     problem = build_problem(resize(load_image(content), s.size), [load_image(style)], s)
     w = problem.weights
     # Normalised by the content's own pooled Laplacian energy, one normaliser per pool.
@@ -92,6 +92,10 @@ def test_the_term_in_the_objective(tiny_pair):
 def test_the_default_and_no_normalize():
     # λ by default where the terms are normalised; with --no-normalize 0 (the seed's raw objective) unless given.
     assert Settings().resolved().laplacian_weight == LAPLACIAN_WEIGHT
+    # Since session 5 the default is the gated term at λ = 1 (docs/quality.md): on, and only where the
+    # photograph has structure.
+    assert (LAPLACIAN_WEIGHT, LAPLACIAN_GATE) == (1.0, 1.0)
+    assert Settings().resolved().laplacian_gate == LAPLACIAN_GATE
     assert Settings(normalize=False).resolved().laplacian_weight == 0.0
     assert Settings(normalize=False, laplacian_weight=2.0).resolved().laplacian_weight == 2.0
     assert Settings(laplacian_weight=0.0).resolved().laplacian_weight == 0.0

@@ -47,14 +47,15 @@ START_SIZE = 256
 
 # λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
 # normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
-# 0 (off): λ = 1 keeps faces and outlines on 9 of the 12 benchmark pairs but all but removes the style
-# from very smooth photographs and shrinks The Starry Night's swirls (docs/quality.md, session 4).
-LAPLACIAN_WEIGHT = 0.0
+# 1, gated (LAPLACIAN_GATE): the term holds faces, windows and outlines on the 12 benchmark pairs where
+# the photograph has structure and leaves its smooth regions to the style (docs/quality.md, session 5).
+# Ungated, λ = 1 all but removed the style from very smooth photographs (a sky, a retina: session 4).
+LAPLACIAN_WEIGHT = 1.0
 # The Laplacian term's gate (objective.laplacian_gate, --laplacian-gate): 0 = Li et al.'s term, every cell
 # alike; t > 0 = only where the photograph has structure (cells at t × the picture's mean pooled
 # Laplacian energy or more fully, smooth ones not at all), so skies and other smooth regions stay
 # free for the style (docs/quality.md, session 5).
-LAPLACIAN_GATE = 0.0
+LAPLACIAN_GATE = 1.0
 
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
 # picture: β = STYLE_WEIGHT and the default start size. Each step of 0.5 multiplies β by
