@@ -202,6 +202,15 @@ def test_gate_by_hand():
     assert laplacian_gate(far, 1.0)[0, 0, :, 2:].abs().max() == 0.0
     assert laplacian_gate(far, 1.0)[0, 0, :, :2].min() == 1.0
     assert laplacian_gate(far, 1.0, floor=0.1)[0, 0, :, 2:].min() == pytest.approx(0.1)
+    # A picture with no structure at all (a ramp: its Δ is round-off) has none to hold: the gate is 0
+    # everywhere, not its round-off over its round-off mean.
+    ramp = torch.linspace(0.3, 0.7, 16).view(1, 1, 1, 16).expand(1, 3, 12, 16).contiguous()
+    assert laplacian_gate(pooled_laplacian(ramp, (12, 16)), 1.0).abs().max() < 1e-6  # round-off over 1e-3
+    # A faint spot, energy 0.04² = 1.6e-3: the picture's mean (1.6e-3 / 9) is under the least energy
+    # (1e-3), which is then the threshold; a corner (4 neighbours, one the spot) has 4e-4 of it.
+    faint = torch.zeros(1, 1, 3, 3)
+    faint[..., 1, 1] = 0.04
+    assert laplacian_gate(faint, 1.0)[0, 0, 0, 0] == pytest.approx(min(1.0, 1.6e-3 / 4 / 1e-3))
 
 
 def test_gated_loss_by_hand():

@@ -276,6 +276,13 @@ def laplacian_loss(laplacian: torch.Tensor, target: torch.Tensor, gate: torch.Te
     return squared.sum() / squared[0].numel()
 
 
+# The least pooled Laplacian energy (Σ over the colour channels, RGB in [0, 1]) a gated cell must reach
+# to count as structure, whatever the picture's mean: a photograph with none at all (a flat or ramped
+# test card) gets no term rather than one that its own round-off energy normalises. The twelve
+# benchmark photographs' thresholds (T × their mean) are at least 27 times this.
+GATE_MIN_ENERGY = 1e-3
+
+
 def laplacian_gate(target: torch.Tensor, threshold: float, floor: float = 0.0) -> torch.Tensor | None:
     """Where the photograph has structure, per cell of a pooled Laplacian Δ(P(c)) (B, C, R, W): its
     energy Σ_c Δ² averaged over the cell's 3 × 3 neighbourhood (the cells inside the grid), over
@@ -283,7 +290,8 @@ def laplacian_gate(target: torch.Tensor, threshold: float, floor: float = 0.0) -
     above ``threshold`` × the picture's mean energy counts fully, a smooth one (a sky, the inside of an
     eye) not at all, those between in proportion. The neighbourhood takes in both sides of an edge (Δ
     is ± across it and 0 on it). Relative to the picture's own mean, so a faint photograph's structure
-    is held as a bold one's is. ``threshold`` 0: None (every cell 1, :func:`laplacian_loss` ungated).
+    is held as a bold one's is, down to :data:`GATE_MIN_ENERGY` (below it, nothing is structure).
+    ``threshold`` 0: None (every cell 1, :func:`laplacian_loss` ungated).
     With a ``floor`` f in [0, 1] the gate is f + (1 − f) × that: a smooth cell keeps f of the term.
 
     >>> t = torch.zeros(1, 1, 3, 6); t[..., 1, 1] = 3.0  # energy 9 in one cell; the mean 9/18 = 0.5
@@ -297,7 +305,7 @@ def laplacian_gate(target: torch.Tensor, threshold: float, floor: float = 0.0) -
     energy = target.float().pow(2).sum(1, keepdim=True)
     local = F.avg_pool2d(energy, 3, stride=1, padding=1, count_include_pad=False)
     mean = energy.mean(dim=(1, 2, 3), keepdim=True)
-    gate = (local / (threshold * mean).clamp_min(1e-12)).clamp(0.0, 1.0)
+    gate = (local / (threshold * mean).clamp_min(GATE_MIN_ENERGY)).clamp(0.0, 1.0)
     return gate if floor <= 0 else floor + (1.0 - floor) * gate
 
 
