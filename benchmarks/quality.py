@@ -150,13 +150,21 @@ CANDIDATES: dict[str, dict] = {
     # Every scale of the ladder whatever the picture's shape: the default before plan.least_coarse_side.
     "full_ladder": {"scales": (256, 362, 512)},
     "hist": {"preserve_color": "histogram"},  # a user's option, as a reference: the style recoloured first
-    # Session 3: a Laplacian content term (Li et al. 2017) at λ, pools 4 and 16 px (at 512 px).
-    "lap03": {"laplacian_weight": 0.3},
-    "lap1": {"laplacian_weight": 1.0},
-    "lap3": {"laplacian_weight": 3.0},
-    "lap10": {"laplacian_weight": 10.0},
-    # Session 4: no Laplacian term whatever the default (the default before session 4).
+    # Session 3: a Laplacian content term (Li et al. 2017) at λ, pools 4 and 16 px (at 512 px), ungated
+    # (every cell alike, as in sessions 3 and 4, whatever today's default gate).
+    "lap03": {"laplacian_weight": 0.3, "laplacian_gate": 0.0},
+    "lap1": {"laplacian_weight": 1.0, "laplacian_gate": 0.0},
+    "lap3": {"laplacian_weight": 3.0, "laplacian_gate": 0.0},
+    "lap10": {"laplacian_weight": 10.0, "laplacian_gate": 0.0},
+    # Session 4: no Laplacian term whatever the default (the default before session 5).
     "lap0": {"laplacian_weight": 0.0},
+    # Session 5: the term only where the photograph has structure (objective.laplacian_gate); lap1g1 is
+    # the default since session 5.
+    "lap1g1": {"laplacian_weight": 1.0, "laplacian_gate": 1.0},
+    "lap1g05": {"laplacian_weight": 1.0, "laplacian_gate": 0.5},
+    "lap1g2": {"laplacian_weight": 1.0, "laplacian_gate": 2.0},
+    "lap1g1f01": {"laplacian_weight": 1.0, "laplacian_gate": 1.0, "laplacian_gate_floor": 0.1},
+    "lap1g1f02": {"laplacian_weight": 1.0, "laplacian_gate": 1.0, "laplacian_gate_floor": 0.2},
 }
 
 
@@ -175,13 +183,17 @@ def settings_for(candidate: str, size: int) -> Settings:
 # cache key, so adding an option keeps every cached painting that does not use it.
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
            "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
-           "laplacian_pools": [4.0, 16.0]}  # fmt: skip
+           "laplacian_pools": [4.0, 16.0], "laplacian_gate": 0.0,
+           "laplacian_gate_floor": 0.0}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:
     values = s.to_dict()
     # λ left to the default is keyed by its value: a candidate that names today's default λ is the default
     values["laplacian_weight"] = s.resolved().laplacian_weight
+    if not values["laplacian_weight"]:  # no term: its gate and pools change nothing
+        for k in ("laplacian_gate", "laplacian_gate_floor", "laplacian_pools"):
+            values.pop(k, None)
     return {k: v for k, v in values.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
 
 
@@ -296,10 +308,13 @@ def grid(name: str, pair: str, records: list[dict], size: int, folder: Path) -> 
 
 
 def table(records: list[dict]) -> list[str]:
-    """One row per painting, then the medians over pairs per candidate."""
-    default_s = {r["pair"]: r["seconds"] for r in records if r["candidate"] == "default"}
+    """One row per painting, then the medians over pairs per candidate. Seconds are over the default's for
+    the same pair, or where the default is not shown the first candidate's (its name in the header)."""
+    names = [r["candidate"] for r in records]
+    base = "default" if "default" in names or not names else names[0]
+    default_s = {r["pair"]: r["seconds"] for r in records if r["candidate"] == base}
     lines = [
-        "| pair | candidate | content ↑ | weakest region ↑ | invented ↓ | style ↓ | work (evals) | s / default's |",
+        f"| pair | candidate | content ↑ | weakest region ↑ | invented ↓ | style ↓ | work (evals) | s / {base}'s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:

@@ -1,5 +1,6 @@
 """stylize and score end to end, on tiny images with seeded random weights."""
 
+import dataclasses
 import json
 
 import pytest
@@ -87,8 +88,9 @@ def _by_hand(image, content, style, s):
 def test_score_reports_the_seed_terms_the_weights_and_the_total_optimised(images, normalize):
     content, style = images
     image = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(9))
+    # the seed's terms only (no Laplacian term; the default's is checked at the end)
     s = Settings(**{**TINY, "style_layer_weights": (1.0, 0.25)}, normalize=normalize, content_weight=2.0,
-                 style_weight=3.0, tv_weight=5.0)  # fmt: skip
+                 style_weight=3.0, tv_weight=5.0, laplacian_weight=0.0)  # fmt: skip
     scored = painterly.score(image, content, style, s)
     content_term, layers, tv = _by_hand(image, content, style, s)
     # Raw terms: the formulas, whatever the normalisation.
@@ -108,6 +110,14 @@ def test_score_reports_the_seed_terms_the_weights_and_the_total_optimised(images
     total = 2.0 / n["content"] * scored["content"] + 5.0 / n["tv"] * scored["tv"]
     total += 3.0 * sum(w / n["style"][k] * layers[k] for k, w in (("relu1_2", 1.0), ("relu2_2", 0.25)))
     assert scored["total"] == pytest.approx(total, rel=1e-4)
+    # With the default λ (1, gated, since issue 12's session 5) the normalised objective adds the Laplacian
+    # term, reported apart and in the total; --no-normalize is the seed's objective, without it.
+    default = painterly.score(image, content, style, dataclasses.replace(s, laplacian_weight=None))
+    if normalize:
+        assert default["weights"]["laplacian"] == 1.0 and default["weights"]["laplacian_gate"] == 1.0
+        assert default["laplacian"] > 0 and default["total"] > scored["total"]
+    else:
+        assert "laplacian" not in default and default["total"] == pytest.approx(scored["total"], rel=1e-6)
 
 
 def test_score_honours_size_and_refuses_too_small(images):

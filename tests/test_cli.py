@@ -216,7 +216,11 @@ def test_a_good_run_writes_the_picture_and_no_checkpoint(tmp_path, tiny_pair, ca
     assert main(case.argv()) == 0
     assert Image.open(case.out).size == (32, 27)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
-    line = r"painterly: wrote .*out\.png in [\d.]+ s \(1 evaluations; content \d+%, style \d+%, tv \d+%, total \S+\)"
+    # the seed's three terms, then the Laplacian term (on by default since issue 12's session 5)
+    line = (
+        r"painterly: wrote .*out\.png in [\d.]+ s \(1 evaluations; content \d+%, style \d+%, tv \d+%, "
+        r"laplacian \d+%, total \S+\)"
+    )
     *progress, last = capsys.readouterr().err.splitlines()
     assert re.fullmatch(line, last)
     assert progress and all(p.startswith("painterly: scale 1/1 32x27, eval 1/1") for p in progress)  # not a terminal

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from painterly import stylize
 from painterly.api import build_problem
-from painterly.config import LAPLACIAN_WEIGHT, Settings
+from painterly.config import LAPLACIAN_GATE, LAPLACIAN_WEIGHT, Settings
 from painterly.errors import InputError
 from painterly.image import load_image, resize
-from painterly.objective import laplacian_cells, laplacian_loss, pooled_laplacian
+from painterly.objective import laplacian_cells, laplacian_gate, laplacian_loss, pooled_laplacian
 from painterly.progress import shown_terms
 
 FAST = dict(weights="random", model="vgg16", size=40, iterations=6, coarse_iterations=4, start_size=28,
@@ -58,7 +60,7 @@ def test_cells_are_the_outputs_at_every_scale():
 
 def test_the_term_in_the_objective(tiny_pair):
     content, style = tiny_pair
-    s = Settings(**FAST, laplacian_weight=2.0, laplacian_pools=(2.0, 8.0)).resolved()
+    s = Settings(**FAST, laplacian_weight=2.0, laplacian_pools=(2.0, 8.0), laplacian_gate=0.0).resolved()  # Li et al.'s
     problem = build_problem(resize(load_image(content), s.size), [load_image(style)], s)
     w = problem.weights
     # Normalised by the content's own pooled Laplacian energy, one normaliser per pool.
@@ -90,6 +92,10 @@ def test_the_term_in_the_objective(tiny_pair):
 def test_the_default_and_no_normalize():
     # λ by default where the terms are normalised; with --no-normalize 0 (the seed's raw objective) unless given.
     assert Settings().resolved().laplacian_weight == LAPLACIAN_WEIGHT
+    # Since session 5 the default is the gated term at λ = 1 (docs/quality.md): on, and only where the
+    # photograph has structure.
+    assert (LAPLACIAN_WEIGHT, LAPLACIAN_GATE) == (1.0, 1.0)
+    assert Settings().resolved().laplacian_gate == LAPLACIAN_GATE
     assert Settings(normalize=False).resolved().laplacian_weight == 0.0
     assert Settings(normalize=False, laplacian_weight=2.0).resolved().laplacian_weight == 2.0
     assert Settings(laplacian_weight=0.0).resolved().laplacian_weight == 0.0
@@ -125,7 +131,10 @@ def test_progress_shows_the_term_once_as_its_share():
     assert shown == {"content": "50%", "style": "20%", "tv": "10%", "laplacian": "20%", "total": "1"}
 
 
-@pytest.mark.parametrize("flag", ["--laplacian-weight=-1", "--laplacian-pools=0", "--laplacian-pools=4,nan"])
+@pytest.mark.parametrize(
+    "flag", ["--laplacian-weight=-1", "--laplacian-pools=0", "--laplacian-pools=4,nan", "--laplacian-gate=-1",
+             "--laplacian-gate=inf", "--laplacian-gate-floor=1.5"]
+)  # fmt: skip
 def test_a_bad_value_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
     from painterly.cli import main
 
@@ -170,3 +179,94 @@ def test_strength_maps_to_lambda(monkeypatch):
     assert Settings(strength=0.25, normalize=False).resolved().laplacian_weight == 0.0  # the seed's raw objective
     again = Settings(strength=0.75).resolved()
     assert again.resolved().laplacian_weight == again.laplacian_weight == 1.0  # a replayed record: the same run
+
+
+# The gate (session 5): the term only where the photograph has structure.
+
+
+def test_gate_by_hand():
+    # Energy Σ_c Δ² = 1² + 2² = 5 in the middle cell of a 3 × 3 grid, 0 elsewhere; the picture's mean 5/9.
+    # Each cell's 3 × 3 neighbourhood (inside the grid) holds the middle one: 5/4 at a corner (4 cells),
+    # 5/6 at an edge (6), 5/9 in the middle (9). Over threshold × 5/9, clamped to [0, 1]:
+    t = torch.zeros(1, 2, 3, 3)
+    t[0, 0, 1, 1], t[0, 1, 1, 1] = 1.0, -2.0
+    assert torch.equal(laplacian_gate(t, 1.0), torch.ones(1, 1, 3, 3))  # 9/4, 3/2, 1: all clamped to 1
+    expected = torch.tensor([[1.0, 0.75, 1.0], [0.75, 0.5, 0.75], [1.0, 0.75, 1.0]])  # 9/8→1, 3/4, 1/2
+    assert torch.allclose(laplacian_gate(t, 2.0)[0, 0], expected)
+    assert laplacian_gate(t, 0.0) is None  # 0: no gate, every cell counts
+    # A floor f keeps f of the term on a smooth cell: f + (1 − f) × the gate.
+    assert torch.allclose(laplacian_gate(t, 2.0, floor=0.5)[0, 0], 0.5 + 0.5 * expected)
+    # Far from the structure a cell gets 0: the style is free there.
+    far = torch.zeros(1, 1, 3, 8)
+    far[..., 1, 0] = 1.0
+    assert laplacian_gate(far, 1.0)[0, 0, :, 2:].abs().max() == 0.0
+    assert laplacian_gate(far, 1.0)[0, 0, :, :2].min() == 1.0
+    assert laplacian_gate(far, 1.0, floor=0.1)[0, 0, :, 2:].min() == pytest.approx(0.1)
+    # A picture with no structure at all (a ramp: its Δ is round-off) has none to hold: the gate is 0
+    # everywhere, not its round-off over its round-off mean.
+    ramp = torch.linspace(0.3, 0.7, 16).view(1, 1, 1, 16).expand(1, 3, 12, 16).contiguous()
+    assert laplacian_gate(pooled_laplacian(ramp, (12, 16)), 1.0).abs().max() < 1e-6  # round-off over 1e-3
+    # A faint spot, energy 0.04² = 1.6e-3: the picture's mean (1.6e-3 / 9) is under the least energy
+    # (1e-3), which is then the threshold; a corner (4 neighbours, one the spot) has 4e-4 of it.
+    faint = torch.zeros(1, 1, 3, 3)
+    faint[..., 1, 1] = 0.04
+    assert laplacian_gate(faint, 1.0)[0, 0, 0, 0] == pytest.approx(min(1.0, 1.6e-3 / 4 / 1e-3))
+
+
+def test_gated_loss_by_hand():
+    # Two channels, three cells: squared differences (1, 4, 9) and (0, 1, 0) under the gate (1, ½, 0),
+    # over C·R·W = 6 values: (1 + 2 + 0 + 0 + ½ + 0) / 6.
+    lap = torch.tensor([[[[1.0, 2.0, 3.0]], [[0.0, 1.0, 0.0]]]])
+    gate = torch.tensor([[[[1.0, 0.5, 0.0]]]])
+    assert laplacian_loss(lap, torch.zeros_like(lap), gate).item() == pytest.approx(3.5 / 6)
+    ones = torch.ones(1, 1, 1, 3)
+    assert laplacian_loss(lap, torch.zeros_like(lap), ones).item() == pytest.approx(
+        laplacian_loss(lap, torch.zeros_like(lap)).item()
+    )
+
+
+def test_gated_gradient_is_the_numerical_one_in_float64():
+    x = torch.rand(1, 3, 14, 21, dtype=torch.float64, requires_grad=True)
+    c = torch.rand(1, 3, 14, 21, dtype=torch.float64)
+    c[..., :, 6:] = 0.5  # a smooth right part: gate 0 there, a ramp between, 1 on the left
+    t = pooled_laplacian(c, (7, 10))  # cells of 2 × 2.1 px
+    gate = laplacian_gate(t, 1.0).double()
+    assert gate.min() == 0.0 and gate.max() == 1.0 and ((gate > 0) & (gate < 1)).any()
+    assert torch.autograd.gradcheck(lambda v: laplacian_loss(pooled_laplacian(v, (7, 10)), t, gate), (x,))
+
+
+def test_the_gated_term_leaves_smooth_regions_to_the_style(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**FAST, laplacian_weight=1.0, laplacian_pools=(8.0,), laplacian_gate=1.0).resolved()
+    photo = resize(load_image(content), s.size)
+    photo[..., :, 20:] = 0.5  # the right half smooth (no structure at all)
+    problem = build_problem(photo, [load_image(style)], s)
+    height, width = problem.content.shape[-2:]
+    objective = problem.objective_at((height, width))
+    (pool, target), gate = next(iter(objective.laplacian_targets.items())), objective.laplacian_gates[8.0]
+    # The normaliser: the photograph's energy under the gate, so a flat output scores λ exactly.
+    assert problem.weights.laplacian_norms[pool] == pytest.approx(float((gate * target.pow(2)).mean()), rel=1e-5)
+    flat = objective(torch.full((1, 3, height, width), 0.5))
+    assert flat["weighted:laplacian"].item() == pytest.approx(1.0, rel=1e-5)
+    assert objective(problem.content)["laplacian"].item() < 1e-12
+    # A spot painted in the smooth half costs nothing gated; the ungated term charges for it.
+    spot = problem.content.clone()
+    spot[..., 16:24, width - 10 : width - 2] = 1.0
+    assert objective(spot)["laplacian"].item() < 1e-12
+    ungated = build_problem(photo, [load_image(style)], dataclasses.replace(s, laplacian_gate=0.0))
+    assert ungated.objective_at((height, width))(spot)["laplacian"].item() > 1e-3
+    # The same spot where the photograph has structure is charged under the gate too.
+    left = problem.content.clone()
+    left[..., 16:24, 2:10] = 1.0
+    assert objective(left)["laplacian"].item() > 1e-3
+    assert problem.weights.to_dict()["laplacian_gate"] == 1.0
+
+
+def test_gated_tiles_give_the_same(tiny_pair):
+    content, style = tiny_pair
+    on = Settings(**{**FAST, "coarse_iterations": 0}, laplacian_weight=3.0, laplacian_gate=1.0).resolved()
+    whole, tiled = stylize(content, style, on, iterations=3, tile=0), stylize(content, style, on, iterations=3, tile=16)
+    assert torch.allclose(whole.image, tiled.image, atol=1e-3)
+    assert tiled.losses["laplacian"] == pytest.approx(whole.losses["laplacian"], rel=1e-3)
+    ungated = stylize(content, style, on, iterations=3, tile=0, laplacian_gate=0.0)
+    assert not torch.equal(ungated.image, whole.image)  # the gate is in the objective, not ignored

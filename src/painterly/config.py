@@ -47,9 +47,15 @@ START_SIZE = 256
 
 # λ of the Laplacian content term (objective.laplacian_loss) when the terms are normalised (the
 # normalisers give it a meaning; with --no-normalize the default is 0, the seed's raw objective).
-# 0 (off): λ = 1 keeps faces and outlines on 9 of the 12 benchmark pairs but all but removes the style
-# from very smooth photographs and shrinks The Starry Night's swirls (docs/quality.md, session 4).
-LAPLACIAN_WEIGHT = 0.0
+# 1, gated (LAPLACIAN_GATE): the term holds faces, windows and outlines on the 12 benchmark pairs where
+# the photograph has structure and leaves its smooth regions to the style (docs/quality.md, session 5).
+# Ungated, λ = 1 all but removed the style from very smooth photographs (a sky, a retina: session 4).
+LAPLACIAN_WEIGHT = 1.0
+# The Laplacian term's gate (objective.laplacian_gate, --laplacian-gate): 0 = Li et al.'s term, every cell
+# alike; t > 0 = only where the photograph has structure (cells at t × the picture's mean pooled
+# Laplacian energy or more fully, smooth ones not at all), so skies and other smooth regions stay
+# free for the style (docs/quality.md, session 5).
+LAPLACIAN_GATE = 1.0
 
 # --strength s in [0, 1], one knob from faithful to bold (docs/quality.md). 0.5 is the default
 # picture: β = STYLE_WEIGHT and the default start size. Each step of 0.5 multiplies β by
@@ -204,6 +210,16 @@ class Settings:
         default=(4.0, 16.0),
         metadata={"help": "the Laplacian term's cell sizes, in output pixels at a 512 px output (scaled with it)"},
     )
+    laplacian_gate: float = field(
+        default=LAPLACIAN_GATE,
+        metadata={"help": "where the Laplacian term acts: 0 everywhere (Li et al.); t > 0 only where the photograph "
+                  "has structure, cells with t x the picture's mean Laplacian energy or more fully, smooth ones "
+                  "(a sky) not at all, so the style may paint there"},
+    )  # fmt: skip
+    laplacian_gate_floor: float = field(
+        default=0.0,
+        metadata={"help": "with --laplacian-gate, the share of the term a smooth cell keeps (0 to 1)"},
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -321,6 +337,8 @@ class Settings:
             "learning_rate",
             "coarse_content_weight",
             "laplacian_weight",
+            "laplacian_gate",
+            "laplacian_gate_floor",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -487,6 +505,8 @@ LIMITS = {
     "coarse_content_weight": 1e6,
     "laplacian_weight": 1e6,
     "laplacian_pools": 512.0,
+    "laplacian_gate": 1e3,
+    "laplacian_gate_floor": 1.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -260,13 +260,53 @@ def pooled_laplacian(image: torch.Tensor, cells: tuple[int, int]) -> torch.Tenso
     return F.conv2d(pooled, kernel, groups=c)
 
 
-def laplacian_loss(laplacian: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_lap = 1/(C R W) Σ (Δ(P(x)) − Δ(P(c)))², the mean squared difference of two pooled Laplacians
+def laplacian_loss(laplacian: torch.Tensor, target: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+    """L_lap = 1/(C R W) Σ g · (Δ(P(x)) − Δ(P(c)))², the mean squared difference of two pooled Laplacians
     (:func:`pooled_laplacian`; per batch item summed), Li et al. (2017), "Laplacian-steered neural style
     transfer". It charges for edges and spots the output has where the photograph is smooth at the
-    pooling's scale (and for the photograph's edges lost), nothing for a smooth region's colour."""
+    pooling's scale (and for the photograph's edges lost), nothing for a smooth region's colour.
+
+    ``gate`` (B, 1, R, W) in [0, 1] (:func:`laplacian_gate`) weighs each cell's squared difference (all
+    channels alike): the term then holds the photograph's structure where it has some and leaves its
+    smooth regions to the style. None: every cell 1, Li et al.'s term."""
     dtype = torch.promote_types(laplacian.dtype, torch.float32)
-    return F.mse_loss(laplacian.to(dtype), target.to(dtype), reduction="mean") * laplacian.shape[0]
+    if gate is None:
+        return F.mse_loss(laplacian.to(dtype), target.to(dtype), reduction="mean") * laplacian.shape[0]
+    squared = (laplacian.to(dtype) - target.to(dtype)).pow(2) * gate.to(dtype)
+    return squared.sum() / squared[0].numel()
+
+
+# The least pooled Laplacian energy (Σ over the colour channels, RGB in [0, 1]) a gated cell must reach
+# to count as structure, whatever the picture's mean: a photograph with none at all (a flat or ramped
+# test card) gets no term rather than one that its own round-off energy normalises. The twelve
+# benchmark photographs' thresholds (T × their mean) are at least 27 times this.
+GATE_MIN_ENERGY = 1e-3
+
+
+def laplacian_gate(target: torch.Tensor, threshold: float, floor: float = 0.0) -> torch.Tensor | None:
+    """Where the photograph has structure, per cell of a pooled Laplacian Δ(P(c)) (B, C, R, W): its
+    energy Σ_c Δ² averaged over the cell's 3 × 3 neighbourhood (the cells inside the grid), over
+    ``threshold`` × that energy's mean over the picture, clamped to [0, 1]: (B, 1, R, W). A cell at or
+    above ``threshold`` × the picture's mean energy counts fully, a smooth one (a sky, the inside of an
+    eye) not at all, those between in proportion. The neighbourhood takes in both sides of an edge (Δ
+    is ± across it and 0 on it). Relative to the picture's own mean, so a faint photograph's structure
+    is held as a bold one's is, down to :data:`GATE_MIN_ENERGY` (below it, nothing is structure).
+    ``threshold`` 0: None (every cell 1, :func:`laplacian_loss` ungated).
+    With a ``floor`` f in [0, 1] the gate is f + (1 − f) × that: a smooth cell keeps f of the term.
+
+    >>> t = torch.zeros(1, 1, 3, 6); t[..., 1, 1] = 3.0  # energy 9 in one cell; the mean 9/18 = 0.5
+    >>> laplacian_gate(t, 4.0)[0, 0]  # 9 over 4, 6 or 9 neighbours, over 4 × 0.5
+    tensor([[1.0000, 0.7500, 0.7500, 0.0000, 0.0000, 0.0000],
+            [0.7500, 0.5000, 0.5000, 0.0000, 0.0000, 0.0000],
+            [1.0000, 0.7500, 0.7500, 0.0000, 0.0000, 0.0000]])
+    """
+    if threshold <= 0:
+        return None
+    energy = target.float().pow(2).sum(1, keepdim=True)
+    local = F.avg_pool2d(energy, 3, stride=1, padding=1, count_include_pad=False)
+    mean = energy.mean(dim=(1, 2, 3), keepdim=True)
+    gate = (local / (threshold * mean).clamp_min(GATE_MIN_ENERGY)).clamp(0.0, 1.0)
+    return gate if floor <= 0 else floor + (1.0 - floor) * gate
 
 
 def laplacian_cells(height: int, width: int, pool: float) -> tuple[int, int]:
@@ -322,6 +362,10 @@ class Weights:
     # {pool: N_p}; the term is λ · mean_p L_lap,p / N_p.
     laplacian: float = 0.0
     laplacian_norms: dict[float, float] = field(default_factory=dict)
+    # The term's gate (objective.laplacian_gate): 0, every cell alike; t > 0, only where the photograph
+    # has structure (cells at or above t × its mean energy fully, smooth ones not at all).
+    laplacian_gate: float = 0.0
+    laplacian_gate_floor: float = 0.0
 
     @property
     def content_factor(self) -> float:
@@ -346,6 +390,8 @@ class Weights:
                "normalizers": {"content": self.content_norm, "style": style_norms, "tv": self.tv_norm}}  # fmt: skip
         if self.laplacian > 0:  # only where the term is on: a seed run's report is as before
             out["laplacian"] = self.laplacian
+            out["laplacian_gate"] = self.laplacian_gate
+            out["laplacian_gate_floor"] = self.laplacian_gate_floor
             out["normalizers"]["laplacian"] = {f"{p:g}": n for p, n in self.laplacian_norms.items()}
         return out
 
@@ -409,6 +455,9 @@ class Objective:
             self.laplacian_targets = {}
             if weights.laplacian > 0:
                 self.laplacian_targets = {p: pooled_laplacian(content, cells) for p, cells in laplacian_cells.items()}
+            # where each pooling's term acts (None: everywhere), from this scale's target
+            gate, floor = weights.laplacian_gate, weights.laplacian_gate_floor
+            self.laplacian_gates = {p: laplacian_gate(t, gate, floor) for p, t in self.laplacian_targets.items()}
         self.tiled = None
         if self.tiler is not None:
             from .tiling import TiledEvaluation
@@ -560,7 +609,7 @@ class Objective:
         laplacian = weighted_laplacian = zero
         for pool, target in self.laplacian_targets.items():
             cells = (target.shape[-2] + 2, target.shape[-1] + 2)  # the grid inside which Δ was taken
-            term = laplacian_loss(pooled_laplacian(image, cells), target)
+            term = laplacian_loss(pooled_laplacian(image, cells), target, self.laplacian_gates[pool])
             laplacian = laplacian + term
             weighted_laplacian = weighted_laplacian + w.laplacian_factor(pool) * term
         if self.laplacian_targets:  # the term only where it is on: a seed run reports the seed's terms
@@ -671,7 +720,8 @@ class Problem:
           more slowly than the quartic Gram term as the match improves),
         * total variation by the number of values 3·H·W of the output,
         * the Laplacian term (``laplacian_weight`` > 0), per pooling, by the mean square of the content
-          image's own pooled Laplacian (1 at an output without structure at that scale).
+          image's own pooled Laplacian, under the term's gate if it has one (1 at an output without
+          structure at that scale).
 
         Departure from the seed, which weighs raw terms; ``normalize=False`` leaves every N at 1.
         """
@@ -683,6 +733,8 @@ class Problem:
             dict(zip(s.style_layers, s.style_layer_weights)),
             laplacian=s.laplacian_weight,
             laplacian_norms=dict.fromkeys(self.laplacian_cells(), 1.0),
+            laplacian_gate=s.laplacian_gate,
+            laplacian_gate_floor=s.laplacian_gate_floor,
         )
         if not s.normalize:
             return given
@@ -696,9 +748,13 @@ class Problem:
             content = resize_to(self.content, ref).to(self.device)
             content_norm = float(objective.content_target.float().pow(2).mean())  # the content's own features
             per_layer = objective.style_terms(content)
-            # the content's own pooled Laplacian energy: 1 for an output with no structure at that scale
-            cells = self.laplacian_cells()
-            lap_norms = {p: float(pooled_laplacian(content, c).float().pow(2).mean()) for p, c in cells.items()}
+            # the content's own pooled Laplacian energy (under the gate, if any): 1 for an output with no
+            # structure at that scale
+            lap_norms = {}
+            for p, c in self.laplacian_cells().items():
+                target = pooled_laplacian(content, c)
+                gate = laplacian_gate(target, s.laplacian_gate, s.laplacian_gate_floor)
+                lap_norms[p] = float(laplacian_loss(torch.zeros_like(target), target, gate))
         return dataclasses.replace(
             given,
             content_norm=max(content_norm, 1e-12),

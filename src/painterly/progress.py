@@ -130,7 +130,8 @@ def shown_terms(losses: dict[str, float]) -> dict[str, str]:
         return {k: f"{v:.3g}" for k, v in plain.items()}
     # the rest (a video's temporal term) is weighted already; a term with a weighted copy is shown by it
     extra = {k: v for k, v in plain.items() if k not in ("content", "style", "tv", "total") and k not in weighted}
-    shares = {k: f"{v / total:.0%}" for k, v in {**weighted, **extra}.items()}
+    seed_first = {k: weighted[k] for k in ("content", "style", "tv") if k in weighted} | weighted
+    shares = {k: f"{v / total:.0%}" for k, v in {**seed_first, **extra}.items()}
     return {**shares, "total": f"{total:.3g}"}
 
 
