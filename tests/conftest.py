@@ -30,12 +30,20 @@ def tiny_pair(tmp_path_factory) -> tuple[str, str]:
     return str(folder / "content.png"), str(folder / "style.png")
 
 
+_base_threads: list[int] = []  # torch's thread count when the first test began
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads_restored():
     """The CLI sets torch's thread count for its process (painterly.threads); a test's CLI run must not
-    leave another test a different count (float sums, and so pixels, can depend on it)."""
+    leave another test a different count (float sums, and so pixels, can depend on it). Every test
+    starts on the first test's count, set again here because a module-scoped fixture that runs the
+    CLI (set up before this one) would otherwise hand the rest of its module the count it chose
+    from the machine's load, while an earlier fixture's reference pixels were made on another."""
     import torch
 
-    before = torch.get_num_threads()
+    if not _base_threads:
+        _base_threads.append(torch.get_num_threads())
+    torch.set_num_threads(_base_threads[0])
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(_base_threads[0])
