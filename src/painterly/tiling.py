@@ -91,6 +91,13 @@ TILED_COST = 1.62 * 1.25
 # images and ~1300 on a 2 px checkerboard, far under float16's 65504.
 HALF_TARGET_ABOVE = 16_000_000
 
+# A tiled scale of more than this many picture pixels keeps no content target at all: each tile's
+# target is recomputed from the content image's crop (the same float32 forward to the content layer
+# that built the stored one, so the same values bit for bit), once in pass 1 and once in pass 2.
+# It saves the whole target (32 B per picture pixel in float16/bfloat16: 1.5 GiB at 8192x6144) for
+# two forwards to relu3_3 per tile and evaluation (BENCHMARKS.md, "Print size, sixth session").
+RECOMPUTE_TARGET_ABOVE = 32_000_000
+
 
 def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
     """The content target's storage for features of ``dtype`` at a scale of ``pixels`` picture pixels:
@@ -166,6 +173,7 @@ def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", 
 
     pixels = size[0] * size[1]
     target = TARGET_BYTES_PER_PIXEL // (2 if content_target_dtype(torch.float32, pixels) == torch.float16 else 1)
+    target = 0 if pixels > RECOMPUTE_TARGET_ABOVE else target  # recomputed tile by tile, not kept
     if optimizer_at(optimizer, 3 * pixels, 4, history_size) == "adam":
         state = 24
     else:
@@ -322,8 +330,10 @@ class Tiler:
         s = self.strides[name]
         return height // s, width // s
 
-    def run_head(self, x: torch.Tensor, low: bool, taps: set[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1]."""
+    def run_head(self, x: torch.Tensor, low: bool, taps: set[str],
+                 until: str | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
+        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1];
+        with ``until`` (no gradient) the forward stops after that module (its output then last)."""
         net = self.net
         mods = self.modules(low)
         x = (x - net.mean) / net.std
@@ -341,7 +351,17 @@ class Tiler:
             x = module(x)
             if name in taps:
                 out[name] = x
+            if name == until:
+                break
         return out, x
+
+    def target_core(self, content: torch.Tensor, layer: str, t: Tile, dtype: torch.dtype) -> torch.Tensor:
+        """The content target at tile ``t``'s core, recomputed from the ``content`` image: the float32
+        forward of the tile's crop to ``layer`` that :meth:`features_by_core` runs, stored as ``dtype``."""
+        with torch.no_grad():
+            feats, _ = self.run_head(content[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], False, {layer}, layer)
+            rs, cs = self.core(layer, t)
+            return feats[layer][..., rs, cs].to(dtype)
 
     def run_tail(self, x: torch.Tensor, low: bool, taps: set[str]) -> dict[str, torch.Tensor]:
         mods = self.modules(low)
@@ -442,7 +462,7 @@ class TiledEvaluation:
 
     def _wanted(self) -> tuple[bool, bool]:
         w = self.obj.weights
-        return w.alpha > 0 and self.obj.content_target is not None, w.beta > 0
+        return w.alpha > 0 and self.obj.has_content_target, w.beta > 0
 
     def _head_taps(self) -> set[str]:
         content, style = self._wanted()
@@ -468,12 +488,15 @@ class TiledEvaluation:
         all_tiles = tiler.tiles(h, w)
         for i, t in enumerate(all_tiles):
             crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
+            target = None
+            if obj.content_layer in head_taps:  # before the image tile's forward: one forward's memory at a time
+                target = self._target(t)
             if KEEP_LAST_TILE and low and i == len(all_tiles) - 1 and head_taps:
                 # The last tile's graph is kept for pass 2, which starts with it: one forward fewer.
                 with torch.enable_grad():
                     x_in = crop.detach().clone().requires_grad_(True)
                     feats, x = tiler.run_head(x_in, low, head_taps)
-                kept = (t, x_in, feats, x)
+                kept = (t, x_in, feats, x, target if obj.content_source is not None else None)
             else:
                 feats = x = None  # the previous tile's taps go before this tile's forward
                 if i:
@@ -495,8 +518,9 @@ class TiledEvaluation:
             if obj.content_layer in head_taps:
                 rs, cs = tiler.core(obj.content_layer, t)
                 fr, fc = tiler.full(obj.content_layer, t)
-                diff = _wide(feats[obj.content_layer][..., rs, cs]) - obj.content_target[..., fr, fc]
+                diff = _wide(feats[obj.content_layer][..., rs, cs]) - target
                 content_sq += diff.double().pow(2).sum()
+                del diff, target
             if tiler.split:
                 assembled = tiler.assemble(assembled, x.detach(), t, h, w)
         zero = image.new_zeros(())
@@ -512,8 +536,7 @@ class TiledEvaluation:
             if not use_content:
                 values.append(zero)
             elif self.in_head[obj.content_layer]:
-                target = obj.content_target
-                values.append((content_sq / target[0].numel()).to(image.dtype))
+                values.append((content_sq / obj.content_numel).to(image.dtype))
             else:
                 v = content_loss(tail[obj.content_layer], _wide(obj.content_target))
                 tail_values.append((0, v))
@@ -564,23 +587,35 @@ class TiledEvaluation:
         out = torch.zeros_like(image)
         h, w = image.shape[-2:]
         for t in reversed(tiler.tiles(h, w)):
+            target = None
             if kept is not None and kept[0] == t:
-                _, x_in, feats, x = kept
+                _, x_in, feats, x, target = kept
                 kept = None
             else:
+                if self.obj.content_source is not None and self.obj.content_layer in head_taps:
+                    target = self._target(t)  # before the tile's forward, as in pass 1
                 with torch.enable_grad():
                     crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
                     x_in = crop.detach().clone().requires_grad_(True)
                     feats, x = tiler.run_head(x_in, low, head_taps)
-            self._tile_backward(t, feats, x, head_taps, dgrams, grad, d_head, dmeans)
-            del feats, x
+            self._tile_backward(t, feats, x, head_taps, dgrams, grad, d_head, dmeans, target)
+            del feats, x, target
             if x_in.grad is not None:
                 out[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]] += x_in.grad
             del x_in
             release_freed(image.device)
         return out
 
-    def _tile_backward(self, t: Tile, feats, x, head_taps, dgrams, grad, d_head, dmeans) -> None:
+    def _target(self, t: Tile) -> torch.Tensor:
+        """The content target at tile ``t``'s core (float32 or wider for the subtraction): a slice
+        of the stored one, or recomputed from the content image above :data:`RECOMPUTE_TARGET_ABOVE`."""
+        obj = self.obj
+        if obj.content_source is None:
+            fr, fc = self.tiler.full(obj.content_layer, t)
+            return obj.content_target[..., fr, fc]
+        return self.tiler.target_core(obj.content_source, obj.content_layer, t, obj.content_dtype)
+
+    def _tile_backward(self, t: Tile, feats, x, head_taps, dgrams, grad, d_head, dmeans, target=None) -> None:
         """Back-propagate tile ``t``'s core features with the fixed dL/dF (and the tail's dL/d head output).
 
         The backward starts from one scalar, Σ_tap Σ (core · dL/dF) with dL/dF fixed (its gradient
@@ -598,7 +633,7 @@ class TiledEvaluation:
                 rs, cs = tiler.core(name, t)
                 fr, fc = tiler.full(name, t)
                 core = feats[name][..., rs, cs]
-                g = self._core_gradient(name, core.detach(), fr, fc, dgrams, grad, dmeans, name == content)
+                g = self._core_gradient(name, core.detach(), fr, fc, dgrams, grad, dmeans, name == content, t, target)
                 if g is not None:
                     part = (core * g.to(core.dtype)).sum()
                     surrogate = part if surrogate is None else surrogate + part
@@ -615,7 +650,8 @@ class TiledEvaluation:
         if surrogate is not None:
             surrogate.backward()
 
-    def _core_gradient(self, name, core, fr, fc, dgrams, grad, dmeans, is_content) -> torch.Tensor | None:
+    def _core_gradient(self, name, core, fr, fc, dgrams, grad, dmeans, is_content, t=None,
+                       target=None) -> torch.Tensor | None:  # fmt: skip
         """dL/dF at tap ``name``'s ``core`` (detached; its place in the whole picture ``fr``, ``fc``):
         the style terms' (G − A)-products and, at the content layer, the content term's."""
         obj = self.obj
@@ -643,8 +679,8 @@ class TiledEvaluation:
                     g = part if g is None else g + part
                     del part
             if is_content:
-                target = obj.content_target[..., fr, fc]
-                part = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
+                target = self._target(t) if target is None else target
+                part = (_wide(core) - target) * (2 * grad[0] / obj.content_numel)
                 g = part if g is None else g + part
         return g
 
