@@ -97,6 +97,10 @@ HALF_TARGET_ABOVE = 16_000_000
 # It saves the whole target (32 B per picture pixel in float16/bfloat16: 1.5 GiB at 8192x6144) for
 # two forwards to relu3_3 per tile and evaluation (BENCHMARKS.md, "Print size, sixth session").
 RECOMPUTE_TARGET_ABOVE = 32_000_000
+# What recomputing the target costs, a tiled evaluation's time with it over without (2048 px, 896 px
+# tiles recomputing, the threshold forced; the fastest of 2 rounds each, interleaved): 1.57x with a
+# bfloat16 network (its target's forward stays float32, ~4x slower per pixel there), 1.25x float32.
+RECOMPUTE_TARGET_COST = {torch.bfloat16: 1.57, torch.float32: 1.25}
 
 
 def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
