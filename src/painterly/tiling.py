@@ -149,16 +149,20 @@ def available_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-# The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth/fifth session"), fitted on
-# peak RSS at 4096x3072 (Adam, float32 network): peak = TILED_BASE_BYTES + P · (whole-picture bytes per
-# pixel) + T · (bytes per tile input pixel), P the picture's pixels, T its grid's largest tile input.
+# The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth to sixth session"): peak RSS =
+# TILED_BASE_BYTES + P · (whole-picture bytes per pixel) + T · (bytes per tile input pixel), P the
+# picture's pixels, T its grid's largest tile input. The tile term per network arithmetic: float32 fitted
+# at 4096x3072 (fourth session), bfloat16 at 8192x6144 (sixth session, the first evaluation).
 TILED_BASE_BYTES = int(0.58 * 2**30)  # the network and libraries, and RSS over live at the peak
 # Whole-picture buffers per pixel without the optimiser's: x, the last good image, the content image,
-# the gradient (4 RGB float32 images, 48 B) and ~17 B not accounted buffer by buffer; the relu3_3
-# content target (64 B float32, 32 float16) and the optimiser's state come on top (153 B with Adam's).
-WHOLE_BYTES_PER_PIXEL = 65
+# the gradient (4 RGB float32 images, 48 B) and ~5 B not accounted buffer by buffer (it was ~17 until
+# total variation's gradient, 12 B, stopped waiting beside pass 2: sixth session); the relu3_3 content
+# target (64 B float32, 32 float16/bfloat16, 0 recomputed per tile) and the optimiser's state come on top.
+WHOLE_BYTES_PER_PIXEL = 53
 TARGET_BYTES_PER_PIXEL = 64
-TILE_RECOMPUTING_BYTES = 1100  # per tile input pixel, float32, recomputing (the ReLU outside)
+# per tile input pixel, recomputing (the ReLU outside): float32 1.10 KB (fourth session's fit), bfloat16
+# 0.56 KB (sixth session's, about half: its activations are half the bytes)
+TILE_RECOMPUTING_BYTES = {torch.float32: 1100, torch.bfloat16: 560}
 TILE_KEEPING_BYTES = 2100  # per tile input pixel, a tile that keeps everything (third session's ~2.1 KB)
 # The smallest tile the memory budget rule picks (its halo of 96 px makes a 256 px core a 448 px tile,
 # 3x the pixels: smaller tiles cost more time than they save memory).
@@ -169,26 +173,31 @@ GIB = 2**30
 
 
 def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", history_size: int = 20,
-                     halo: int = HALO, align: int = 16) -> int:  # fmt: skip
-    """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px: see
-    :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two moments (24 B per pixel), or L-BFGS's
-    history pairs and its direction and previous gradient (L-BFGS's count, not measured here)."""
+                     halo: int = HALO, align: int = 16, dtype: torch.dtype = torch.float32) -> int:  # fmt: skip
+    """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px for a
+    network computing in ``dtype``: see :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two
+    moments (24 B per pixel), or L-BFGS's history pairs and its direction and previous gradient
+    (L-BFGS's count, not measured here)."""
     from .optimize import history_at, optimizer_at
 
     pixels = size[0] * size[1]
-    target = TARGET_BYTES_PER_PIXEL // (2 if content_target_dtype(torch.float32, pixels) == torch.float16 else 1)
+    half = dtype in (torch.bfloat16, torch.float16) or content_target_dtype(torch.float32, pixels) == torch.float16
+    target = TARGET_BYTES_PER_PIXEL // (2 if half else 1)
     target = 0 if pixels > RECOMPUTE_TARGET_ABOVE else target  # recomputed tile by tile, not kept
     if optimizer_at(optimizer, 3 * pixels, 4, history_size) == "adam":
         state = 24
     else:
         state = 12 * (2 * max(1, history_at(history_size, 3 * pixels)) + 2)
     largest = max(_pixels(t) for t in tiles(size[0], size[1], tile, halo, align))
-    per_tile = TILE_RECOMPUTING_BYTES if largest > TILE_RECOMPUTE_ABOVE else TILE_KEEPING_BYTES
+    recomputing = TILE_RECOMPUTING_BYTES.get(dtype, TILE_RECOMPUTING_BYTES[torch.float32])
+    keeping = TILE_KEEPING_BYTES * recomputing // TILE_RECOMPUTING_BYTES[torch.float32]  # (counted)
+    per_tile = recomputing if largest > TILE_RECOMPUTE_ABOVE else keeping
     return TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
 
 
 def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *, budget: float | None = None,
-                optimizer: str = "adam", history_size: int = 20) -> int | None:  # fmt: skip
+                optimizer: str = "adam", history_size: int = 20,
+                dtype: torch.dtype = torch.float32) -> int | None:  # fmt: skip
     """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
     ``None`` (untiled) when the untiled estimate fits the memory budget (``budget`` GiB; default:
     :data:`AUTO_SHARE` of the memory available), else :data:`DEFAULT_TILE`, or with a ``budget`` the
@@ -206,7 +215,7 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
         return DEFAULT_TILE
     least = None
     for side in range(DEFAULT_TILE, MIN_AUTO_TILE - 1, -AUTO_TILE_STEP):
-        peak = tiled_peak_bytes(size, side, optimizer, history_size)
+        peak = tiled_peak_bytes(size, side, optimizer, history_size, dtype=dtype)
         if peak <= limit:
             return side
         least = peak if least is None else min(least, peak)
@@ -219,9 +228,11 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
 def tile_for(settings, size: tuple[int, int], device: torch.device) -> int | None:
     """:func:`choose_tile` for a scale of (height, width) ``size`` of a run with these resolved
     :class:`~painterly.config.Settings` (its --tile, --memory-budget, optimizer and history)."""
+    from .network import resolve_precision
+
     s = settings
     return choose_tile(s.tile, size, device, budget=s.memory_budget, optimizer=s.optimizer,
-                       history_size=s.history_size)  # fmt: skip
+                       history_size=s.history_size, dtype=resolve_precision(s.precision, device))  # fmt: skip
 
 
 @dataclass(frozen=True)
