@@ -164,6 +164,7 @@ TARGET_BYTES_PER_PIXEL = 64
 # 0.56 KB (sixth session's, about half: its activations are half the bytes)
 TILE_RECOMPUTING_BYTES = {torch.float32: 1100, torch.bfloat16: 560}
 TILE_KEEPING_BYTES = 2100  # per tile input pixel, a tile that keeps everything (third session's ~2.1 KB)
+ADAM_STEP_BYTES = 24  # Adam's step's temporaries per pixel (two RGB float32 images)
 # The smallest tile the memory budget rule picks (its halo of 96 px makes a 256 px core a 448 px tile,
 # 3x the pixels: smaller tiles cost more time than they save memory).
 MIN_AUTO_TILE = 256
@@ -192,7 +193,12 @@ def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", 
     recomputing = TILE_RECOMPUTING_BYTES.get(dtype, TILE_RECOMPUTING_BYTES[torch.float32])
     keeping = TILE_KEEPING_BYTES * recomputing // TILE_RECOMPUTING_BYTES[torch.float32]  # (counted)
     per_tile = recomputing if largest > TILE_RECOMPUTE_ABOVE else keeping
-    return TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+    tiles_phase = TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+    # Adam's step, between evaluations (no tile memory then): the four images, the target, the moments
+    # and the step's two image-sized temporaries (sqrt of the second moment, its quotient): 8192x6144
+    # bfloat16 peaked there, 5.04 GiB against 5.08 counted (BENCHMARKS.md, "Print size, sixth session").
+    step_phase = TILED_BASE_BYTES + pixels * (48 + target + state + (ADAM_STEP_BYTES if state == 24 else 0))
+    return max(tiles_phase, step_phase)
 
 
 def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *, budget: float | None = None,
