@@ -6,7 +6,8 @@ by how many scales came before or how long it runs. It prints one JSON line: pea
 high-water mark, VmHWM), seconds, and the L-BFGS history still to come, whose bound is added to give
 the peak of a full-length run. TILE is ``--tile`` (0: untiled; omitted: painterly's automatic choice);
 WEIGHTS ``random`` runs vgg16-hed's layout with seeded weights (memory does not depend on them;
-``hed``: the real ones); OPTIMIZER ``lbfgs`` (default) or ``adam``.
+``hed``: the real ones); OPTIMIZER ``lbfgs`` (default) or ``adam``. The child takes painterly's thread
+policy (``threads.configure_threads``) as the painterly command does.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def _live_sampler() -> list[float]:
 
 def child(size: int, final_evaluations: int, tile: int | None = None, weights: str | None = None,
           optimizer: str = "lbfgs") -> dict:  # fmt: skip
+    from painterly.threads import configure_threads
+
+    configure_threads()  # before torch loads, as the painterly command does (one thread per free core)
     import torch
 
     import painterly

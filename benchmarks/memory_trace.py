@@ -9,6 +9,12 @@ pass of the tiled evaluation; for each stretch it prints the peak RSS and what w
 mapped at that moment, and the stretch's peak live. MODE ``reuse`` (default) runs inside
 ``device.reuse_freed_memory`` as the painterly command does; ``default`` leaves glibc's thresholds alone.
 Prints one JSON summary line last (VmHWM, the sampled peaks); OUT.json keeps every stretch.
+
+The process takes painterly's thread policy (``threads.configure_threads``: one thread per free core,
+OpenMP's short spin) as the painterly command does; with torch's defaults (two threads spinning 300,000
+rounds) a tiled evaluation beside another busy process took 1.6x as long (BENCHMARKS.md, "Print size,
+sixth session"). The sampler keeps each stretch's peaks only, not every sample: a list of every
+10 ms sample grew by ~0.1 GiB an hour and was counted in the very VmHWM it measured.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class _Info(ctypes.Structure):
 
 def main(size: int, evals: int = 2, tile: int = -1, optimizer: str = "adam", mode: str = "reuse",
          out: str | None = None) -> dict:  # fmt: skip
+    from painterly.threads import configure_threads
+
+    configure_threads()  # before torch loads, as the painterly command does
     import painterly
     from painterly import tiling
     from painterly.device import reuse_freed_memory
@@ -46,23 +55,46 @@ def main(size: int, evals: int = 2, tile: int = -1, optimizer: str = "adam", mod
         text = os.pread(status, 4096, 0).decode()
         return tuple(int(re.search(rf"{k}:\s+(\d+)", text).group(1)) * 1024 for k in ("VmRSS", "RssAnon", "RssFile"))
 
-    samples: list[tuple[float, ...]] = []  # t, rss, anon, file, live, heap free, heap, mapped
-    events: list[tuple[float, str]] = []
+    # Per stretch (between two events): its sample of highest RSS and its highest live bytes; and the
+    # run's highest-RSS and highest-live samples. Constant memory, however long the run.
+    stretches: list[dict] = []
+    current: dict = {"label": "start", "t": 0.0, "top": None, "live_max": 0, "n": 0}
+    overall = {"top": None, "most": None, "n": 0}
     t0 = time.perf_counter()
     running = [True]
+    lock = threading.Lock()
 
     def sample() -> None:
         while running[0]:
             m = libc.mallinfo2()
-            samples.append((time.perf_counter() - t0, *rss(), m.uordblks + m.hblkhd, m.fordblks, m.arena, m.hblkhd))
+            s = (time.perf_counter() - t0, *rss(), m.uordblks + m.hblkhd, m.fordblks, m.arena, m.hblkhd)
+            with lock:
+                if current["top"] is None or s[1] > current["top"][1]:
+                    current["top"] = s
+                current["live_max"] = max(current["live_max"], s[4])
+                current["n"] += 1
+                if overall["top"] is None or s[1] > overall["top"][1]:
+                    overall["top"] = s
+                if overall["most"] is None or s[4] > overall["most"][4]:
+                    overall["most"] = s
+                overall["n"] += 1
             time.sleep(0.01)
+
+    def event(label: str) -> None:
+        now = time.perf_counter() - t0
+        with lock:
+            stretches.append({**current, "label": f"{current['label']}->{label}", "seconds": now - current["t"]})
+            current.update(label=label, t=now, top=None, live_max=0, n=0)
+        if label.startswith("p"):  # progress on stderr, for a long run: the pass, its time, VmHWM so far
+            hwm = re.search(r"VmHWM:\s+(\d+)", os.pread(status, 4096, 0).decode()).group(1)
+            print(f"{label} t={now:.0f}s VmHWM={int(hwm) / 2**20:.3f} GiB", file=sys.stderr, flush=True)
 
     def marked(fn, before: str | None, after: str):
         def wrapper(*args, **kwargs):
             if before:
-                events.append((time.perf_counter() - t0, before))
+                event(before)
             result = fn(*args, **kwargs)
-            events.append((time.perf_counter() - t0, after))
+            event(after)
             return result
 
         return wrapper
@@ -92,19 +124,18 @@ def main(size: int, evals: int = 2, tile: int = -1, optimizer: str = "adam", mod
         names = ("rss", "anon", "file", "live", "heap_free", "heap", "mapped")
         return {k: round(v / GIB, 3) for k, v in zip(names, s[1:])}
 
-    bounds = [(0.0, "start"), *events, (samples[-1][0] + 1, "end")]
-    stretches = []
-    for (a, la), (b, lb) in zip(bounds, bounds[1:]):
-        inside = [s for s in samples if a <= s[0] < b]
-        if inside:
-            top = max(inside, key=lambda s: s[1])
-            stretches.append({"stretch": f"{la}->{lb}", "t": round(a, 1), "seconds": round(b - a, 2), **at(top),
-                              "live_max": round(max(s[4] for s in inside) / GIB, 3)})  # fmt: skip
-    top, most = max(samples, key=lambda s: s[1]), max(samples, key=lambda s: s[4])
+    event("end")
+    out_stretches = []
+    for st in stretches:
+        if st["top"] is not None:
+            out_stretches.append({"stretch": st["label"], "t": round(st["t"], 1), "seconds": round(st["seconds"], 2),
+                                  **at(st["top"]), "live_max": round(st["live_max"] / GIB, 3)})  # fmt: skip
+    stretches = out_stretches
+    top, most = overall["top"], overall["most"]
     summary = {"size": size, "shape": list(result.image.shape[-2:]), "evaluations": result.evaluations,
                "optimizer": optimizer, "mode": mode, "tile": tile, "seconds": round(seconds, 1),
                "peak_bytes": hwm, "peak_gib": round(hwm / GIB, 3), "at_sampled_peak": at(top),
-               "peak_live_gib": round(most[4] / GIB, 3), "samples": len(samples)}  # fmt: skip
+               "peak_live_gib": round(most[4] / GIB, 3), "samples": overall["n"]}  # fmt: skip
     if out:
         from painterly.files import atomic_write
 

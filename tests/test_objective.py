@@ -39,6 +39,13 @@ def test_tv_checkerboard_by_hand():
     assert tv_loss(ramp).item() == pytest.approx(1.5)
 
 
+def test_tv_gradient_by_hand():
+    # checkerboard: d/dx00 of (x01 − x00)² + (x10 − x00)² = −2 − 2; x01: 2(x01 − x00) − 2(x11 − x01) = 2 + 2
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]], requires_grad=True)
+    (3 * tv_loss(x)).backward()
+    assert x.grad.tolist() == [[[[-12.0, 12.0], [12.0, -12.0]]]]
+
+
 def test_gradients_float64():
     x = torch.rand(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     a = gram_matrix(torch.rand(1, 2, 3, 3, dtype=torch.float64))

@@ -89,6 +89,21 @@ def test_a_long_run_times_one_evaluation_and_its_steps_carry_the_model(monkeypat
     assert first.startswith("painterly: 5 evaluations over 2 scales, about ") and "in all" in first
 
 
+def test_the_time_model_charges_a_recomputed_content_target(monkeypatch):
+    from painterly import api, tiling
+
+    monkeypatch.setattr(api, "CALIBRATE_SIDE", 32)
+    gen = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 64, 64, generator=gen), torch.rand(1, 3, 64, 64, generator=gen)
+    s = Settings(weights="random", model="vgg16", content_layer="relu1_2", style_layers=("relu1_2",), size=64,
+                 tile=16, precision="float32").resolved()  # fmt: skip
+    seconds_at = api.time_model(api.build_problem(content, [style], s))
+    plain = seconds_at((64, 64))
+    monkeypatch.setattr(tiling, "RECOMPUTE_TARGET_ABOVE", 64 * 64 - 1)
+    assert seconds_at((64, 64)) == pytest.approx(plain * tiling.RECOMPUTE_TARGET_COST[torch.float32])
+    assert seconds_at((63, 64)) == pytest.approx(plain * 63 / 64)  # not over the threshold: not charged
+
+
 def test_a_short_run_has_no_time_model():
     steps = []
     gen = torch.Generator().manual_seed(0)

@@ -294,3 +294,55 @@ def test_a_large_pictures_content_target_is_float16_tiled_and_untiled_alike(monk
     # The untiled content term compares in float32, not in the target's float16.
     f = net(image)["relu2_2"]
     assert whole_terms["content"] == pytest.approx(float((f - whole.content_target.float()).pow(2).mean()), rel=1e-5)
+
+
+def test_a_recomputed_content_target_gives_the_stored_ones_gradient(monkeypatch):
+    """Over RECOMPUTE_TARGET_ABOVE pixels a tiled objective keeps the content image, not its target,
+    and recomputes each tile's target (in pass 1 and pass 2, the last tile's kept between them): the
+    same terms and gradient as with the stored target, bit for bit here, and the untiled gradient
+    within 1e-4; with the float16 threshold crossed too, the recomputed target is float16 as the
+    stored one is."""
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    for half in (10**9, 0):
+        monkeypatch.setattr(tiling, "HALF_TARGET_ABOVE", half)
+        monkeypatch.setattr(tiling, "RECOMPUTE_TARGET_ABOVE", 10**9)
+        stored = _objective(net, content, styles, masks, SHALLOW, "relu2_2", 16)
+        assert stored.content_source is None and stored.content_target is not None
+        whole_terms, whole_grad = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+        stored_terms, stored_grad = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+        monkeypatch.setattr(tiling, "RECOMPUTE_TARGET_ABOVE", 44 * 54 - 1)
+        again = _objective(net, content, styles, masks, SHALLOW, "relu2_2", 16)
+        assert again.content_target is None and again.content_source is content and again.has_content_target
+        assert again.content_numel == stored.content_target[0].numel()
+        assert again.content_dtype == stored.content_target.dtype == (torch.float16 if half == 0 else torch.float32)
+        calls = []
+        target_core = tiling.Tiler.target_core
+        monkeypatch.setattr(tiling.Tiler, "target_core", lambda self, *a: calls.append(a[2]) or target_core(self, *a))
+        terms, grad = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+        n = len(again.tiler.tiles(44, 54))
+        assert n > 2 and len(calls) == 2 * n - 1  # each tile twice, less the tile kept from pass 1 to pass 2
+        monkeypatch.setattr(tiling.Tiler, "target_core", target_core)
+        assert terms["content"] == stored_terms["content"] and terms["total"] == stored_terms["total"]
+        assert torch.equal(grad, stored_grad)
+        assert _rel(grad, whole_grad) < 1e-4
+        assert terms["content"] == pytest.approx(whole_terms["content"], rel=1e-4)
+    # Untiled, the threshold changes nothing: the target is stored.
+    assert _objective(net, content, styles, masks, SHALLOW, "relu2_2", None).content_source is None
+
+
+def test_total_variations_backward_runs_after_the_tiled_pass_two(monkeypatch):
+    """TV is computed before the tiled evaluation, so its backward (autograd runs the later node
+    first) comes after pass 2: nothing of it (its gradient, or autograd's saved differences) is held
+    while the tiles' backwards run."""
+    from painterly import objective as objective_module
+
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    order = []
+    second, tv_backward = tiling.TiledEvaluation.second, objective_module._TotalVariation.backward
+    monkeypatch.setattr(tiling.TiledEvaluation, "second", lambda self, *a: order.append("pass 2") or second(self, *a))
+    monkeypatch.setattr(objective_module._TotalVariation, "backward",
+                        staticmethod(lambda ctx, g: order.append("tv") or tv_backward(ctx, g)))  # fmt: skip
+    _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert order == ["pass 2", "tv"]

@@ -240,6 +240,7 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
     import copy
     import time
 
+    from . import tiling
     from .network import RECOMPUTE_COST
     from .tiling import TILED_COST, tile_for
 
@@ -263,6 +264,9 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
         pixels = size[0] * size[1]
         if tile_for(s, size, problem.device):
             factor = TILED_COST
+            if pixels > tiling.RECOMPUTE_TARGET_ABOVE:  # each tile's content target recomputed
+                cost = tiling.RECOMPUTE_TARGET_COST
+                factor *= cost.get(problem.net.compute_dtype, cost[torch.float32])
         else:
             factor = RECOMPUTE_COST if pixels > recompute_above else 1.0
         return per_pixel * pixels * factor

@@ -236,9 +236,40 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     >>> tv_loss(torch.tensor([[[[0., 1.], [1., 0.]]]]))  # 2×2 checkerboard: 4 unit steps
     tensor(4.)
     """
-    dx = image[..., :, 1:] - image[..., :, :-1]
-    dy = image[..., 1:, :] - image[..., :-1, :]
-    return (dx**2).sum() + (dy**2).sum()
+    return _TotalVariation.apply(image)
+
+
+class _TotalVariation(torch.autograd.Function):
+    """:func:`tv_loss` with its gradient worked out, 2 (Δ_left − Δ_right) along each axis, instead of
+    autograd's: autograd kept both differences (two image-sized buffers) from the forward to the
+    backward, and the backward's result waited for the rest of the gradient; at 8192x6144 those sat
+    beside a tiled evaluation's pass 2 (BENCHMARKS.md, "Print size, sixth session"). This keeps only
+    the image, which the caller holds anyway."""
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(image)
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        total = dx.pow_(2).sum()
+        del dx
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        return total + dy.pow_(2).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (image,) = ctx.saved_tensors
+        out = torch.zeros_like(image)
+        d = image[..., :, 1:] - image[..., :, :-1]
+        d.mul_(2 * grad)
+        out[..., :, 1:] += d
+        out[..., :, :-1] -= d
+        del d
+        d = image[..., 1:, :] - image[..., :-1, :]
+        d.mul_(2 * grad)
+        out[..., 1:, :] += d
+        out[..., :-1, :] -= d
+        return out
 
 
 # The 4-neighbour Laplacian, one 3×3 kernel applied to each colour channel on its own.
@@ -447,8 +478,15 @@ class Objective:
         self.weights = weights
         # Output pixel count relative to this scale's; style areas scale with it at every tap.
         self.area_ratio = output_area / (content.shape[-2] * content.shape[-1])
+        # A large tiled scale keeps the content image instead of its target, which each tile
+        # recomputes (painterly.tiling.RECOMPUTE_TARGET_ABOVE); content_numel is the target's size.
+        self.content_source: torch.Tensor | None = None
+        self.content_dtype: torch.dtype | None = None
+        self.content_numel = 0
         with torch.no_grad():
             self.content_target = self._content_target(content) if weights.alpha > 0 else None
+            if self.content_target is not None:
+                self.content_numel = self.content_target[0].numel()
             self.targets = self._style_targets(styles, blend_weights, style_masks, output_masks)
             # The Laplacian term's targets Δ(P(c)), on each pooling's grid of the *output* (the same
             # cells at every scale, so λ means the same at every scale); whole-image, like TV.
@@ -471,8 +509,19 @@ class Objective:
         if self.tiler is None:
             target = self.net(content)[self.content_layer].detach()
             return target.to(content_target_dtype(target.dtype, pixels))
+        from .tiling import RECOMPUTE_TARGET_ABOVE
+
         layer = self.content_layer
         dtype = content_target_dtype(self.tiler.target_dtype, pixels)
+        names = self.net.names
+        at = names.index(layer)
+        if pixels > RECOMPUTE_TARGET_ABOVE and at < self.tiler.head:
+            convs = [m for m in list(self.net.features)[: at + 1] if isinstance(m, torch.nn.Conv2d)]
+            channels = convs[-1].out_channels
+            h, w = self.tiler.layer_size(layer, *content.shape[-2:])
+            self.content_source, self.content_dtype = content, dtype
+            self.content_numel = channels * h * w
+            return None
         out = None
         for t, feats in self.tiler.features_by_core(content, [layer]):
             if layer not in feats:
@@ -485,6 +534,11 @@ class Objective:
             out[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]] = feats[layer]
             del feats  # before the next tile's forward: one tile's taps at a time
         return out
+
+    @property
+    def has_content_target(self) -> bool:
+        """Whether there is a content target, stored or (tiled, large) recomputed tile by tile."""
+        return self.content_target is not None or self.content_source is not None
 
     def _statistics(self, image: torch.Tensor, mask: torch.Tensor | None, means: bool = False):
         """Per-pixel Gram of ``image`` at every style tap, under ``mask`` (image-space) if given, and
@@ -588,6 +642,9 @@ class Objective:
         """The raw terms and the weighted total for ``image`` (B, 3, H, W) in [0, 1]."""
         w = self.weights
         zero = image.new_zeros(())
+        # Total variation first: its backward then runs after the network's (autograd runs the later
+        # node first), so nothing of it is held while a tiled evaluation's pass 2 runs.
+        tv = tv_loss(image) if w.gamma > 0 else zero
         if self.tiled is not None:
             values = self.tiled(image).unbind(0)  # [content, style_1, ...], computed tile by tile
             terms = {"content": values[0]}
@@ -605,7 +662,7 @@ class Objective:
             style = style + w.layer_weights[layer] * term
             weighted_style = weighted_style + w.style_factor(layer) * term
         terms["style"] = style
-        terms["tv"] = tv_loss(image) if w.gamma > 0 else zero
+        terms["tv"] = tv
         laplacian = weighted_laplacian = zero
         for pool, target in self.laplacian_targets.items():
             cells = (target.shape[-2] + 2, target.shape[-1] + 2)  # the grid inside which Δ was taken
@@ -689,8 +746,13 @@ class Problem:
         height, width = self.content.shape[-2:]
         from .tiling import tile_for
 
+        content = self.content
+        # At the content's own size the content itself, not a clamped copy, where it needs no clamp: a
+        # large tiled scale keeps it in place of the content target (12 B per pixel, not a further copy).
+        if tuple(size) != tuple(content.shape[-2:]) or not (0 <= float(content.min()) and float(content.max()) <= 1):
+            content = resize_to(content, size)
         return Objective(
-            self.net, resize_to(self.content, size).to(self.device), self._style_images(size),
+            self.net, content.to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
             tile=tile_for(s, size, self.device),
@@ -746,7 +808,10 @@ class Problem:
         with torch.no_grad():
             objective = self.objective_at(ref, unit)
             content = resize_to(self.content, ref).to(self.device)
-            content_norm = float(objective.content_target.float().pow(2).mean())  # the content's own features
+            # the content's own features (a reference tiled and over RECOMPUTE_TARGET_ABOVE stores none)
+            own = objective.content_target
+            own = self.net(content)[s.content_layer] if own is None else own
+            content_norm = float(own.float().pow(2).mean())
             per_layer = objective.style_terms(content)
             # the content's own pooled Laplacian energy (under the gate, if any): 1 for an output with no
             # structure at that scale

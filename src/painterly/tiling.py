@@ -91,6 +91,17 @@ TILED_COST = 1.62 * 1.25
 # images and ~1300 on a 2 px checkerboard, far under float16's 65504.
 HALF_TARGET_ABOVE = 16_000_000
 
+# A tiled scale of more than this many picture pixels keeps no content target at all: each tile's
+# target is recomputed from the content image's crop (the same float32 forward to the content layer
+# that built the stored one, so the same values bit for bit), once in pass 1 and once in pass 2.
+# It saves the whole target (32 B per picture pixel in float16/bfloat16: 1.5 GiB at 8192x6144) for
+# two forwards to relu3_3 per tile and evaluation (BENCHMARKS.md, "Print size, sixth session").
+RECOMPUTE_TARGET_ABOVE = 32_000_000
+# What recomputing the target costs, a tiled evaluation's time with it over without (2048 px, 896 px
+# tiles recomputing, the threshold forced; the fastest of 2 rounds each, interleaved): 1.57x with a
+# bfloat16 network (its target's forward stays float32, ~4x slower per pixel there), 1.25x float32.
+RECOMPUTE_TARGET_COST = {torch.bfloat16: 1.57, torch.float32: 1.25}
+
 
 def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
     """The content target's storage for features of ``dtype`` at a scale of ``pixels`` picture pixels:
@@ -138,17 +149,22 @@ def available_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-# The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth/fifth session"), fitted on
-# peak RSS at 4096x3072 (Adam, float32 network): peak = TILED_BASE_BYTES + P · (whole-picture bytes per
-# pixel) + T · (bytes per tile input pixel), P the picture's pixels, T its grid's largest tile input.
+# The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth to sixth session"): peak RSS =
+# TILED_BASE_BYTES + P · (whole-picture bytes per pixel) + T · (bytes per tile input pixel), P the
+# picture's pixels, T its grid's largest tile input. The tile term per network arithmetic: float32 fitted
+# at 4096x3072 (fourth session), bfloat16 at 8192x6144 (sixth session, the first evaluation).
 TILED_BASE_BYTES = int(0.58 * 2**30)  # the network and libraries, and RSS over live at the peak
 # Whole-picture buffers per pixel without the optimiser's: x, the last good image, the content image,
-# the gradient (4 RGB float32 images, 48 B) and ~17 B not accounted buffer by buffer; the relu3_3
-# content target (64 B float32, 32 float16) and the optimiser's state come on top (153 B with Adam's).
-WHOLE_BYTES_PER_PIXEL = 65
+# the gradient (4 RGB float32 images, 48 B) and ~5 B not accounted buffer by buffer (it was ~17 until
+# total variation's gradient, 12 B, stopped waiting beside pass 2: sixth session); the relu3_3 content
+# target (64 B float32, 32 float16/bfloat16, 0 recomputed per tile) and the optimiser's state come on top.
+WHOLE_BYTES_PER_PIXEL = 53
 TARGET_BYTES_PER_PIXEL = 64
-TILE_RECOMPUTING_BYTES = 1100  # per tile input pixel, float32, recomputing (the ReLU outside)
+# per tile input pixel, recomputing (the ReLU outside): float32 1.10 KB (fourth session's fit), bfloat16
+# 0.56 KB (sixth session's, about half: its activations are half the bytes)
+TILE_RECOMPUTING_BYTES = {torch.float32: 1100, torch.bfloat16: 560}
 TILE_KEEPING_BYTES = 2100  # per tile input pixel, a tile that keeps everything (third session's ~2.1 KB)
+ADAM_STEP_BYTES = 24  # Adam's step's temporaries per pixel (two RGB float32 images)
 # The smallest tile the memory budget rule picks (its halo of 96 px makes a 256 px core a 448 px tile,
 # 3x the pixels: smaller tiles cost more time than they save memory).
 MIN_AUTO_TILE = 256
@@ -158,25 +174,36 @@ GIB = 2**30
 
 
 def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", history_size: int = 20,
-                     halo: int = HALO, align: int = 16) -> int:  # fmt: skip
-    """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px: see
-    :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two moments (24 B per pixel), or L-BFGS's
-    history pairs and its direction and previous gradient (L-BFGS's count, not measured here)."""
+                     halo: int = HALO, align: int = 16, dtype: torch.dtype = torch.float32) -> int:  # fmt: skip
+    """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px for a
+    network computing in ``dtype``: see :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two
+    moments (24 B per pixel), or L-BFGS's history pairs and its direction and previous gradient
+    (L-BFGS's count, not measured here)."""
     from .optimize import history_at, optimizer_at
 
     pixels = size[0] * size[1]
-    target = TARGET_BYTES_PER_PIXEL // (2 if content_target_dtype(torch.float32, pixels) == torch.float16 else 1)
+    half = dtype in (torch.bfloat16, torch.float16) or content_target_dtype(torch.float32, pixels) == torch.float16
+    target = TARGET_BYTES_PER_PIXEL // (2 if half else 1)
+    target = 0 if pixels > RECOMPUTE_TARGET_ABOVE else target  # recomputed tile by tile, not kept
     if optimizer_at(optimizer, 3 * pixels, 4, history_size) == "adam":
         state = 24
     else:
         state = 12 * (2 * max(1, history_at(history_size, 3 * pixels)) + 2)
     largest = max(_pixels(t) for t in tiles(size[0], size[1], tile, halo, align))
-    per_tile = TILE_RECOMPUTING_BYTES if largest > TILE_RECOMPUTE_ABOVE else TILE_KEEPING_BYTES
-    return TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+    recomputing = TILE_RECOMPUTING_BYTES.get(dtype, TILE_RECOMPUTING_BYTES[torch.float32])
+    keeping = TILE_KEEPING_BYTES * recomputing // TILE_RECOMPUTING_BYTES[torch.float32]  # (counted)
+    per_tile = recomputing if largest > TILE_RECOMPUTE_ABOVE else keeping
+    tiles_phase = TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+    # Adam's step, between evaluations (no tile memory then): the four images, the target, the moments
+    # and the step's two image-sized temporaries (sqrt of the second moment, its quotient): 8192x6144
+    # bfloat16 peaked there, 5.04 GiB against 5.08 counted (BENCHMARKS.md, "Print size, sixth session").
+    step_phase = TILED_BASE_BYTES + pixels * (48 + target + state + (ADAM_STEP_BYTES if state == 24 else 0))
+    return max(tiles_phase, step_phase)
 
 
 def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *, budget: float | None = None,
-                optimizer: str = "adam", history_size: int = 20) -> int | None:  # fmt: skip
+                optimizer: str = "adam", history_size: int = 20,
+                dtype: torch.dtype = torch.float32) -> int | None:  # fmt: skip
     """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
     ``None`` (untiled) when the untiled estimate fits the memory budget (``budget`` GiB; default:
     :data:`AUTO_SHARE` of the memory available), else :data:`DEFAULT_TILE`, or with a ``budget`` the
@@ -194,7 +221,7 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
         return DEFAULT_TILE
     least = None
     for side in range(DEFAULT_TILE, MIN_AUTO_TILE - 1, -AUTO_TILE_STEP):
-        peak = tiled_peak_bytes(size, side, optimizer, history_size)
+        peak = tiled_peak_bytes(size, side, optimizer, history_size, dtype=dtype)
         if peak <= limit:
             return side
         least = peak if least is None else min(least, peak)
@@ -207,9 +234,11 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
 def tile_for(settings, size: tuple[int, int], device: torch.device) -> int | None:
     """:func:`choose_tile` for a scale of (height, width) ``size`` of a run with these resolved
     :class:`~painterly.config.Settings` (its --tile, --memory-budget, optimizer and history)."""
+    from .network import resolve_precision
+
     s = settings
     return choose_tile(s.tile, size, device, budget=s.memory_budget, optimizer=s.optimizer,
-                       history_size=s.history_size)  # fmt: skip
+                       history_size=s.history_size, dtype=resolve_precision(s.precision, device))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -322,8 +351,10 @@ class Tiler:
         s = self.strides[name]
         return height // s, width // s
 
-    def run_head(self, x: torch.Tensor, low: bool, taps: set[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1]."""
+    def run_head(self, x: torch.Tensor, low: bool, taps: set[str],
+                 until: str | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
+        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1];
+        with ``until`` (no gradient) the forward stops after that module (its output then last)."""
         net = self.net
         mods = self.modules(low)
         x = (x - net.mean) / net.std
@@ -341,7 +372,17 @@ class Tiler:
             x = module(x)
             if name in taps:
                 out[name] = x
+            if name == until:
+                break
         return out, x
+
+    def target_core(self, content: torch.Tensor, layer: str, t: Tile, dtype: torch.dtype) -> torch.Tensor:
+        """The content target at tile ``t``'s core, recomputed from the ``content`` image: the float32
+        forward of the tile's crop to ``layer`` that :meth:`features_by_core` runs, stored as ``dtype``."""
+        with torch.no_grad():
+            feats, _ = self.run_head(content[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], False, {layer}, layer)
+            rs, cs = self.core(layer, t)
+            return feats[layer][..., rs, cs].to(dtype)
 
     def run_tail(self, x: torch.Tensor, low: bool, taps: set[str]) -> dict[str, torch.Tensor]:
         mods = self.modules(low)
@@ -442,7 +483,7 @@ class TiledEvaluation:
 
     def _wanted(self) -> tuple[bool, bool]:
         w = self.obj.weights
-        return w.alpha > 0 and self.obj.content_target is not None, w.beta > 0
+        return w.alpha > 0 and self.obj.has_content_target, w.beta > 0
 
     def _head_taps(self) -> set[str]:
         content, style = self._wanted()
@@ -468,12 +509,15 @@ class TiledEvaluation:
         all_tiles = tiler.tiles(h, w)
         for i, t in enumerate(all_tiles):
             crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
+            target = None
+            if obj.content_layer in head_taps:  # before the image tile's forward: one forward's memory at a time
+                target = self._target(t)
             if KEEP_LAST_TILE and low and i == len(all_tiles) - 1 and head_taps:
                 # The last tile's graph is kept for pass 2, which starts with it: one forward fewer.
                 with torch.enable_grad():
                     x_in = crop.detach().clone().requires_grad_(True)
                     feats, x = tiler.run_head(x_in, low, head_taps)
-                kept = (t, x_in, feats, x)
+                kept = (t, x_in, feats, x, target if obj.content_source is not None else None)
             else:
                 feats = x = None  # the previous tile's taps go before this tile's forward
                 if i:
@@ -495,8 +539,9 @@ class TiledEvaluation:
             if obj.content_layer in head_taps:
                 rs, cs = tiler.core(obj.content_layer, t)
                 fr, fc = tiler.full(obj.content_layer, t)
-                diff = _wide(feats[obj.content_layer][..., rs, cs]) - obj.content_target[..., fr, fc]
+                diff = _wide(feats[obj.content_layer][..., rs, cs]) - target
                 content_sq += diff.double().pow(2).sum()
+                del diff, target
             if tiler.split:
                 assembled = tiler.assemble(assembled, x.detach(), t, h, w)
         zero = image.new_zeros(())
@@ -512,8 +557,7 @@ class TiledEvaluation:
             if not use_content:
                 values.append(zero)
             elif self.in_head[obj.content_layer]:
-                target = obj.content_target
-                values.append((content_sq / target[0].numel()).to(image.dtype))
+                values.append((content_sq / obj.content_numel).to(image.dtype))
             else:
                 v = content_loss(tail[obj.content_layer], _wide(obj.content_target))
                 tail_values.append((0, v))
@@ -564,23 +608,35 @@ class TiledEvaluation:
         out = torch.zeros_like(image)
         h, w = image.shape[-2:]
         for t in reversed(tiler.tiles(h, w)):
+            target = None
             if kept is not None and kept[0] == t:
-                _, x_in, feats, x = kept
+                _, x_in, feats, x, target = kept
                 kept = None
             else:
+                if self.obj.content_source is not None and self.obj.content_layer in head_taps:
+                    target = self._target(t)  # before the tile's forward, as in pass 1
                 with torch.enable_grad():
                     crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
                     x_in = crop.detach().clone().requires_grad_(True)
                     feats, x = tiler.run_head(x_in, low, head_taps)
-            self._tile_backward(t, feats, x, head_taps, dgrams, grad, d_head, dmeans)
-            del feats, x
+            self._tile_backward(t, feats, x, head_taps, dgrams, grad, d_head, dmeans, target)
+            del feats, x, target
             if x_in.grad is not None:
                 out[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]] += x_in.grad
             del x_in
             release_freed(image.device)
         return out
 
-    def _tile_backward(self, t: Tile, feats, x, head_taps, dgrams, grad, d_head, dmeans) -> None:
+    def _target(self, t: Tile) -> torch.Tensor:
+        """The content target at tile ``t``'s core (float32 or wider for the subtraction): a slice
+        of the stored one, or recomputed from the content image above :data:`RECOMPUTE_TARGET_ABOVE`."""
+        obj = self.obj
+        if obj.content_source is None:
+            fr, fc = self.tiler.full(obj.content_layer, t)
+            return obj.content_target[..., fr, fc]
+        return self.tiler.target_core(obj.content_source, obj.content_layer, t, obj.content_dtype)
+
+    def _tile_backward(self, t: Tile, feats, x, head_taps, dgrams, grad, d_head, dmeans, target=None) -> None:
         """Back-propagate tile ``t``'s core features with the fixed dL/dF (and the tail's dL/d head output).
 
         The backward starts from one scalar, Σ_tap Σ (core · dL/dF) with dL/dF fixed (its gradient
@@ -598,7 +654,7 @@ class TiledEvaluation:
                 rs, cs = tiler.core(name, t)
                 fr, fc = tiler.full(name, t)
                 core = feats[name][..., rs, cs]
-                g = self._core_gradient(name, core.detach(), fr, fc, dgrams, grad, dmeans, name == content)
+                g = self._core_gradient(name, core.detach(), fr, fc, dgrams, grad, dmeans, name == content, t, target)
                 if g is not None:
                     part = (core * g.to(core.dtype)).sum()
                     surrogate = part if surrogate is None else surrogate + part
@@ -615,7 +671,8 @@ class TiledEvaluation:
         if surrogate is not None:
             surrogate.backward()
 
-    def _core_gradient(self, name, core, fr, fc, dgrams, grad, dmeans, is_content) -> torch.Tensor | None:
+    def _core_gradient(self, name, core, fr, fc, dgrams, grad, dmeans, is_content, t=None,
+                       target=None) -> torch.Tensor | None:  # fmt: skip
         """dL/dF at tap ``name``'s ``core`` (detached; its place in the whole picture ``fr``, ``fc``):
         the style terms' (G − A)-products and, at the content layer, the content term's."""
         obj = self.obj
@@ -643,8 +700,8 @@ class TiledEvaluation:
                     g = part if g is None else g + part
                     del part
             if is_content:
-                target = obj.content_target[..., fr, fc]
-                part = (_wide(core) - target) * (2 * grad[0] / obj.content_target[0].numel())
+                target = self._target(t) if target is None else target
+                part = (_wide(core) - target) * (2 * grad[0] / obj.content_numel)
                 g = part if g is None else g + part
         return g
 
