@@ -165,6 +165,11 @@ CANDIDATES: dict[str, dict] = {
     "lap1g2": {"laplacian_weight": 1.0, "laplacian_gate": 2.0},
     "lap1g1f01": {"laplacian_weight": 1.0, "laplacian_gate": 1.0, "laplacian_gate_floor": 0.1},
     "lap1g1f02": {"laplacian_weight": 1.0, "laplacian_gate": 1.0, "laplacian_gate_floor": 0.2},
+    # Session 6: a coarse tone term (objective.lowpass_loss) at μ beside today's gated Laplacian term, and
+    # with a floor on the gate (the floor charges the sky's invented rims, the tone term the dome it made).
+    "low1": {"lowpass_weight": 1.0},
+    "low3": {"lowpass_weight": 3.0},
+    "low1f01": {"lowpass_weight": 1.0, "laplacian_gate_floor": 0.1},
 }
 
 
@@ -184,7 +189,7 @@ def settings_for(candidate: str, size: int) -> Settings:
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
            "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
            "laplacian_pools": [4.0, 16.0], "laplacian_gate": 0.0,
-           "laplacian_gate_floor": 0.0}  # fmt: skip
+           "laplacian_gate_floor": 0.0, "lowpass_weight": 0.0, "lowpass_pool": 16.0}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:

@@ -6,13 +6,21 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from painterly import stylize
 from painterly.api import build_problem
 from painterly.config import LAPLACIAN_GATE, LAPLACIAN_WEIGHT, Settings
 from painterly.errors import InputError
 from painterly.image import load_image, resize
-from painterly.objective import laplacian_cells, laplacian_gate, laplacian_loss, pooled_laplacian
+from painterly.objective import (
+    cell_means,
+    laplacian_cells,
+    laplacian_gate,
+    laplacian_loss,
+    nested_cell_means,
+    pooled_laplacian,
+)
 from painterly.progress import shown_terms
 
 FAST = dict(weights="random", model="vgg16", size=40, iterations=6, coarse_iterations=4, start_size=28,
@@ -50,6 +58,43 @@ def test_laplacian_gradient_is_the_numerical_one_in_float64():
     x = torch.rand(1, 3, 11, 9, dtype=torch.float64, requires_grad=True)
     t = pooled_laplacian(torch.rand(1, 3, 11, 9, dtype=torch.float64), (5, 4))  # cells of 2.2 × 2.25 px
     assert torch.autograd.gradcheck(lambda v: laplacian_loss(pooled_laplacian(v, (5, 4)), t), (x,))
+
+
+def test_cell_means_by_hand_and_as_the_adaptive_pool():
+    # 4×6 pixels over 2×3 cells of 2×2: each cell the mean of its four pixels
+    x = torch.arange(24.0).reshape(1, 1, 4, 6)
+    assert torch.equal(cell_means(x, (2, 3)), torch.tensor([[[[3.5, 5.5, 7.5], [15.5, 17.5, 19.5]]]]))
+    assert cell_means(x, (4, 6)) is x  # a cell per pixel: the image itself
+    y = torch.rand(2, 3, 48, 64, dtype=torch.float64)
+    for cells in ((12, 16), (3, 4), (5, 7)):  # divisible (a plain pool), and not (the adaptive one)
+        assert torch.allclose(cell_means(y, cells), F.adaptive_avg_pool2d(y, cells))
+
+
+def test_nested_cell_means_are_each_grids_own():
+    # 16 px cells pooled from the 4 px ones are the same cells: equal to pooling the image directly
+    y = torch.rand(1, 3, 96, 128, dtype=torch.float64)
+    grids = [(6, 8), (24, 32), (5, 7)]  # (5, 7) divides neither: from the image, adaptively
+    out = nested_cell_means(y, grids)
+    assert sorted(out) == sorted(grids)
+    for g in grids:
+        assert torch.allclose(out[g], F.adaptive_avg_pool2d(y, g))
+    # an image the finer grid does not divide: the coarser grid is not taken from it
+    z = torch.rand(1, 1, 50, 50, dtype=torch.float64)
+    out = nested_cell_means(z, [(20, 20), (5, 5)])
+    assert torch.allclose(out[(5, 5)], F.adaptive_avg_pool2d(z, (5, 5)))
+    x = torch.rand(1, 2, 24, 16, dtype=torch.float64, requires_grad=True)
+
+    def energy(v):
+        return sum(m.pow(2).sum() for m in nested_cell_means(v, [(6, 4), (3, 2)]).values())
+
+    assert torch.autograd.gradcheck(energy, (x,))
+
+
+def test_pooled_laplacian_is_the_four_neighbour_kernel():
+    y = torch.rand(1, 3, 40, 56, dtype=torch.float64)
+    p = F.adaptive_avg_pool2d(y, (10, 14))
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64).expand(3, 1, 3, 3)
+    assert torch.allclose(pooled_laplacian(y, (10, 14)), F.conv2d(p, kernel, groups=3))
 
 
 def test_cells_are_the_outputs_at_every_scale():

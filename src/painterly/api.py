@@ -184,7 +184,7 @@ def score(
         terms = {k: float(v) for k, v in problem.objective_at((h, w))(img.to(problem.device)).items()}
     weights = problem.weights.to_dict()
     normalizers = weights.pop("normalizers")
-    extra = {"laplacian": terms["laplacian"]} if "laplacian" in terms else {}  # only where it is on
+    extra = {k: terms[k] for k in ("laplacian", "lowpass") if k in terms}  # only where they are on
     return {
         "content": terms["content"],
         "style": terms["style"],

@@ -27,7 +27,7 @@ OBJECTIVE_FIELDS = (
     "style_size", "style_scale", "content_weight", "style_weight", "tv_weight", "content_layer",
     "style_layers", "style_layer_weights", "style_blend_weights", "preserve_color", "model", "weights",
     "device", "seed", "normalize", "max_pixels", "laplacian_weight", "laplacian_pools",
-    "laplacian_gate", "laplacian_gate_floor",
+    "laplacian_gate", "laplacian_gate_floor", "lowpass_weight", "lowpass_pool",
 )  # fmt: skip
 
 

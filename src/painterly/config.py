@@ -220,6 +220,15 @@ class Settings:
         default=0.0,
         metadata={"help": "with --laplacian-gate, the share of the term a smooth cell keeps (0 to 1)"},
     )
+    lowpass_weight: float = field(
+        default=0.0,
+        metadata={"help": "μ of a coarse tone term: charges for large light or dark masses the photograph does not "
+                  "have (its luminance averaged over --lowpass-pool cells, less its mean; 0: off)"},
+    )  # fmt: skip
+    lowpass_pool: float = field(
+        default=16.0,
+        metadata={"help": "the coarse tone term's cell size, in output pixels at a 512 px output (scaled with it)"},
+    )
     history_size: int = field(default=20, metadata={"help": "L-BFGS memory (pairs kept)"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "refuse input images with more pixels (default: 80 million)"}
@@ -339,6 +348,7 @@ class Settings:
             "laplacian_weight",
             "laplacian_gate",
             "laplacian_gate_floor",
+            "lowpass_weight",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -392,6 +402,9 @@ class Settings:
             if not _finite(pool) or not 1 <= pool <= LIMITS["laplacian_pools"]:
                 raise InputError(f"--laplacian-pools values must be numbers from 1 to {LIMITS['laplacian_pools']}, "
                                  f"got {pool!r}")  # fmt: skip
+        if not _finite(self.lowpass_pool) or not 1 <= self.lowpass_pool <= LIMITS["laplacian_pools"]:
+            raise InputError(f"--lowpass-pool must be a number from 1 to {LIMITS['laplacian_pools']}, "
+                             f"got {self.lowpass_pool!r}")  # fmt: skip
         if self.scales is not None:
             for s in self.scales:
                 positive_int("scales", s, 16)
@@ -507,6 +520,7 @@ LIMITS = {
     "laplacian_pools": 512.0,
     "laplacian_gate": 1e3,
     "laplacian_gate_floor": 1.0,
+    "lowpass_weight": 1e6,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

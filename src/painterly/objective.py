@@ -276,6 +276,43 @@ class _TotalVariation(torch.autograd.Function):
 _LAPLACIAN_KERNEL = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
 
 
+def cell_means(image: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:
+    """The image (B, C, H, W) averaged over a grid of ``cells`` (rows, columns): area pooling, any
+    ratio. Where the grid divides the image exactly, a plain k × k average pool, which gives the same
+    cells as the adaptive one and (with its backward) costs a fraction of it on the CPU.
+
+    >>> cell_means(torch.arange(16.).reshape(1, 1, 4, 4), (2, 2))
+    tensor([[[[ 2.5000,  4.5000],
+              [10.5000, 12.5000]]]])
+    """
+    (h, w), (rows, cols) = image.shape[-2:], cells
+    if (h, w) == (rows, cols):
+        return image
+    if h % rows == 0 and w % cols == 0:
+        return F.avg_pool2d(image, (h // rows, w // cols))
+    return F.adaptive_avg_pool2d(image, cells)
+
+
+def nested_cell_means(image: torch.Tensor, grids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], torch.Tensor]:
+    """:func:`cell_means` of ``image`` on each grid, finest first, a coarser grid pooled from a finer one
+    it divides exactly (a 16 px cell is the mean of its 4 × 4 px cells): the picture is read once for
+    nested grids (Laplacian pools 4 and 16 px), not once per grid. Each grid's cells are those of
+    :func:`cell_means` on the image; only the rounding of the sums differs."""
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    for cells in sorted(set(grids), key=lambda g: -g[0] * g[1]):
+        source = image
+        for finer, pooled in out.items():
+            if (
+                finer[0] % cells[0] == 0
+                and finer[1] % cells[1] == 0
+                and (image.shape[-2] % finer[0] == 0 and image.shape[-1] % finer[1] == 0)
+            ):
+                source = pooled
+                break
+        out[cells] = cell_means(source, cells)
+    return out
+
+
 def pooled_laplacian(image: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:
     """Δ(P(x)): the image (B, C, H, W) averaged over a grid of ``cells`` (rows, columns; area pooling,
     any ratio), then the 4-neighbour Laplacian of each channel, on the grid's inside only (no padding):
@@ -285,10 +322,11 @@ def pooled_laplacian(image: torch.Tensor, cells: tuple[int, int]) -> torch.Tenso
     >>> pooled_laplacian(torch.tensor([[[[0., 0, 0], [0, 1, 0], [0, 0, 0]]]]), (3, 3))  # a lone spot
     tensor([[[[-4.]]]])
     """
-    pooled = image if tuple(image.shape[-2:]) == tuple(cells) else F.adaptive_avg_pool2d(image, cells)
-    c = image.shape[1]
-    kernel = torch.tensor(_LAPLACIAN_KERNEL, dtype=pooled.dtype, device=pooled.device).expand(c, 1, 3, 3)
-    return F.conv2d(pooled, kernel, groups=c)
+    p = cell_means(image, cells)
+    # the kernel _LAPLACIAN_KERNEL as shifted slices: on grids this small, a fraction of a grouped
+    # convolution's cost (with its backward) on the CPU, the same sums
+    inner = p[..., 1:-1, 1:-1]
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * inner
 
 
 def laplacian_loss(laplacian: torch.Tensor, target: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
@@ -338,6 +376,40 @@ def laplacian_gate(target: torch.Tensor, threshold: float, floor: float = 0.0) -
     mean = energy.mean(dim=(1, 2, 3), keepdim=True)
     gate = (local / (threshold * mean).clamp_min(GATE_MIN_ENERGY)).clamp(0.0, 1.0)
     return gate if floor <= 0 else floor + (1.0 - floor) * gate
+
+
+# Rec. 601 luma weights: the coarse tone term compares brightness, not colour (the style's palette is free)
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def coarse_tone(means: torch.Tensor) -> torch.Tensor:
+    """The luminance of a grid of cell means (B, 3, R, W) (:func:`cell_means`; a 1-channel image as it
+    is) less its mean over the grid: (B, 1, R, W). A picture whose large light and dark masses are the
+    photograph's has the photograph's coarse tone, whatever its overall brightness or palette.
+
+    >>> coarse_tone(torch.tensor([[[[1.0, 0.0]], [[1.0, 0.0]], [[1.0, 0.0]]]]))  # white beside black
+    tensor([[[[ 0.5000, -0.5000]]]])
+    """
+    if means.shape[1] == 3:
+        w = torch.tensor(_LUMA, dtype=means.dtype, device=means.device).view(1, 3, 1, 1)
+        luma = (means * w).sum(1, keepdim=True)
+    else:
+        luma = means.mean(1, keepdim=True)
+    return luma - luma.mean(dim=(2, 3), keepdim=True)
+
+
+def lowpass_loss(tone: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_low = 1/(R W) Σ (T(x) − T(c))², the mean squared difference of two coarse tones
+    (:func:`coarse_tone`; per batch item summed): it charges for large light or dark masses the output
+    has and the photograph has not (a dome, a patch of another brightness, a disc the size of a cell),
+    and for the photograph's own large masses lost; nothing for an overall shift of brightness."""
+    dtype = torch.promote_types(tone.dtype, torch.float32)
+    return F.mse_loss(tone.to(dtype), target.to(dtype), reduction="mean") * tone.shape[0]
+
+
+# The least coarse tone variance the low-pass term's normaliser takes (luminance in [0, 1]): a
+# photograph of one even tone gets a term that a 1 % tone change makes 1, not one its round-off inflates.
+LOWPASS_MIN_VARIANCE = 1e-4
 
 
 def laplacian_cells(height: int, width: int, pool: float) -> tuple[int, int]:
@@ -397,6 +469,9 @@ class Weights:
     # has structure (cells at or above t × its mean energy fully, smooth ones not at all).
     laplacian_gate: float = 0.0
     laplacian_gate_floor: float = 0.0
+    # μ of the coarse tone term (objective.lowpass_loss; 0: off) and its normaliser N_low
+    lowpass: float = 0.0
+    lowpass_norm: float = 1.0
 
     @property
     def content_factor(self) -> float:
@@ -424,6 +499,9 @@ class Weights:
             out["laplacian_gate"] = self.laplacian_gate
             out["laplacian_gate_floor"] = self.laplacian_gate_floor
             out["normalizers"]["laplacian"] = {f"{p:g}": n for p, n in self.laplacian_norms.items()}
+        if self.lowpass > 0:
+            out["lowpass"] = self.lowpass
+            out["normalizers"]["lowpass"] = self.lowpass_norm
         return out
 
 
@@ -463,6 +541,7 @@ class Objective:
         tile: int | None = None,
         style_loss: str = "gram",
         laplacian_cells: dict[float, tuple[int, int]] | None = None,
+        lowpass_cells: tuple[int, int] | None = None,
     ) -> None:
         self.net = net
         # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians.
@@ -496,6 +575,11 @@ class Objective:
             # where each pooling's term acts (None: everywhere), from this scale's target
             gate, floor = weights.laplacian_gate, weights.laplacian_gate_floor
             self.laplacian_gates = {p: laplacian_gate(t, gate, floor) for p, t in self.laplacian_targets.items()}
+            # the coarse tone term's target T(c), on the output's grid like the Laplacian's
+            self.lowpass_cells = lowpass_cells if weights.lowpass > 0 and lowpass_cells else None
+            self.lowpass_target = None
+            if self.lowpass_cells is not None:
+                self.lowpass_target = coarse_tone(cell_means(content, self.lowpass_cells))
         self.tiled = None
         if self.tiler is not None:
             from .tiling import TiledEvaluation
@@ -664,20 +748,28 @@ class Objective:
         terms["style"] = style
         terms["tv"] = tv
         laplacian = weighted_laplacian = zero
+        # the grid inside which each pooling's Δ was taken; nested grids pooled from the finer one
+        grids = {pool: (t.shape[-2] + 2, t.shape[-1] + 2) for pool, t in self.laplacian_targets.items()}
+        wanted = list(grids.values()) + ([self.lowpass_cells] if self.lowpass_cells is not None else [])
+        means = nested_cell_means(image, wanted) if wanted else {}
         for pool, target in self.laplacian_targets.items():
-            cells = (target.shape[-2] + 2, target.shape[-1] + 2)  # the grid inside which Δ was taken
-            term = laplacian_loss(pooled_laplacian(image, cells), target, self.laplacian_gates[pool])
+            term = laplacian_loss(pooled_laplacian(means[grids[pool]], grids[pool]), target, self.laplacian_gates[pool])
             laplacian = laplacian + term
             weighted_laplacian = weighted_laplacian + w.laplacian_factor(pool) * term
         if self.laplacian_targets:  # the term only where it is on: a seed run reports the seed's terms
             terms["laplacian"] = laplacian
             terms[WEIGHTED + "laplacian"] = weighted_laplacian
+        weighted_lowpass = zero
+        if self.lowpass_target is not None:
+            terms["lowpass"] = lowpass_loss(coarse_tone(means[self.lowpass_cells]), self.lowpass_target)
+            weighted_lowpass = terms[WEIGHTED + "lowpass"] = w.lowpass / w.lowpass_norm * terms["lowpass"]
         # each term as it enters the total (α/N_c · L_c, Σ β w_l/N_l · L_l, γ/N_tv · L_tv): the raw
         # terms differ by orders of magnitude, these say which one the optimiser is working on
         terms[WEIGHTED + "content"] = w.content_factor * terms["content"]
         terms[WEIGHTED + "style"] = weighted_style
         terms[WEIGHTED + "tv"] = w.tv_factor * terms["tv"]
-        terms["total"] = terms[WEIGHTED + "content"] + weighted_style + terms[WEIGHTED + "tv"] + weighted_laplacian
+        seed = terms[WEIGHTED + "content"] + weighted_style + terms[WEIGHTED + "tv"]
+        terms["total"] = seed + weighted_laplacian + weighted_lowpass
         return terms
 
 
@@ -756,7 +848,7 @@ class Problem:
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
             tile=tile_for(s, size, self.device),
-            style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(),
+            style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(), lowpass_cells=self.lowpass_cells(),
         )  # fmt: skip
 
     def laplacian_cells(self) -> dict[float, tuple[int, int]]:
@@ -768,6 +860,15 @@ class Problem:
             return {}
         per_px = max(height, width) / LAPLACIAN_REFERENCE
         return {float(p): laplacian_cells(height, width, p * per_px) for p in s.laplacian_pools}
+
+    def lowpass_cells(self) -> tuple[int, int] | None:
+        """The coarse tone term's grid (``lowpass_pool`` output pixels per cell at 512 px, scaled with the
+        output), or None where the term is off."""
+        s = self.settings
+        if not s.lowpass_weight:
+            return None
+        height, width = self.content.shape[-2:]
+        return laplacian_cells(height, width, s.lowpass_pool * max(height, width) / LAPLACIAN_REFERENCE)
 
     def _measure_weights(self) -> Weights:
         """The settings' α, β, γ, w_l and, with ``normalize`` (the default), each term's own scale for
@@ -797,6 +898,7 @@ class Problem:
             laplacian_norms=dict.fromkeys(self.laplacian_cells(), 1.0),
             laplacian_gate=s.laplacian_gate,
             laplacian_gate_floor=s.laplacian_gate_floor,
+            lowpass=s.lowpass_weight,
         )
         if not s.normalize:
             return given
@@ -820,10 +922,17 @@ class Problem:
                 target = pooled_laplacian(content, c)
                 gate = laplacian_gate(target, s.laplacian_gate, s.laplacian_gate_floor)
                 lap_norms[p] = float(laplacian_loss(torch.zeros_like(target), target, gate))
+            # the content's own coarse tone variance: 1 for an output of one even tone
+            cells = self.lowpass_cells()
+            lowpass_norm = 1.0
+            if cells is not None:
+                tone = coarse_tone(cell_means(content, cells))
+                lowpass_norm = max(float(tone.float().pow(2).mean()), LOWPASS_MIN_VARIANCE)
         return dataclasses.replace(
             given,
             content_norm=max(content_norm, 1e-12),
             style_norms={layer: max(float(v), 1e-12) for layer, v in zip(s.style_layers, per_layer)},
             tv_norm=float(3 * height * width),
             laplacian_norms={p: max(v, 1e-12) for p, v in lap_norms.items()},
+            lowpass_norm=lowpass_norm,
         )
