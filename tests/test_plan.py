@@ -136,10 +136,14 @@ def test_scales_over_a_megapixel_get_fewer_evaluations_and_the_default_picture_n
     plans = plan_scales(Settings(size=4096).resolved(), (3072, 4096))
     counts = [p.evaluations for p in plans]
     assert counts == [fine_evaluations(50, p.size[0] * p.size[1]) for p in plans[:-1]] + [counts[-1]]
-    assert counts[-1] == round(150 * (FINE_PIXELS / (3072 * 4096)) ** 0.5) < 150
+    # by hand: 1448 px is 1086x1448 = 1.5 MP, 50 x (1048576 / 1572528) ** 1.5 = 27.2; 2048 px 50 / 3 ** 1.5
+    # = 9.6; 2896 px (2172x2896) 3.4 and 4096 px 150 / 12 ** 1.5 = 3.6, both raised to FINE_MIN = 4
+    assert counts == [50, 50, 50, 50, 50, 27, 10, 4, 4] and FINE_MIN == 4
+    assert [p.evaluations for p in plan_scales(Settings(size=2048).resolved(), (1536, 2048))][-2:] == [27, 29]
+    assert [p.evaluations for p in plan_scales(Settings(size=1448).resolved(), (1086, 1448))][-2:] == [50, 82]
     small = sum(1 for p in plans if p.size[0] * p.size[1] <= FINE_PIXELS)  # 256 to 1024 px: untouched
     assert small == 5 and counts[:small] == [50] * small
     assert counts[small:] == sorted(counts[small:-1], reverse=True) + [counts[-1]]
-    assert fine_evaluations(5, 10**9) == 5 and fine_evaluations(50, 10**9) == FINE_MIN
+    assert fine_evaluations(3, 10**9) == 3 and fine_evaluations(50, 10**9) == FINE_MIN
     untapered = plan_scales(Settings(size=4096, taper=False).resolved(), (3072, 4096))
     assert [p.evaluations for p in untapered] == [50] * (len(plans) - 1) + [150]

@@ -237,8 +237,8 @@ class Settings:
     )  # fmt: skip
     taper: bool = field(
         default=True,
-        metadata={"help": "fewer evaluations at scales over 1 MP (they only sharpen; a chosen rule, not yet measured: "
-                  "BENCHMARKS.md); "
+        metadata={"help": "fewer evaluations at scales over 1 MP, x (1 MP / pixels)^1.5, at least 4 (they only "
+                  "sharpen; chosen by the time model, not yet compared by eye: BENCHMARKS.md); "
                   "off: every scale gets --iterations / --coarse-iterations"},
     )  # fmt: skip
 

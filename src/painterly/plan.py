@@ -68,13 +68,17 @@ def least_coarse_side(s: Settings) -> int:
     return round(s.start_size / s.scale_step)
 
 
-# A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out, and its
-# loss stops falling sooner (BENCHMARKS.md, "Print size", measures it): its evaluations are the
-# settings' count times (FINE_PIXELS / pixels) ** FINE_EXPONENT, at least FINE_MIN. Pictures up
-# to 1024x1024 (the 512 px default among them) keep the settings' counts exactly.
+# A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out: its
+# evaluations are the settings' count times (FINE_PIXELS / pixels) ** FINE_EXPONENT, at least
+# FINE_MIN. Pictures up to 1024x1024 (the 512 px default among them) keep the settings' counts
+# exactly. The exponent 1.5 (it was 0.5) makes each finer scale's time (evaluations x pixels) fall as
+# the square root of its pixels instead of growing with them: 4096x3072 gets 27, 10, 4 and 4
+# evaluations at 1448, 2048, 2896 and 4096 px (383 evaluations and ~1620 megapixel-evaluations of
+# work before, 295 and ~320 now, of which the coarse ladder's 76), a 2048 px picture 27 and 29, a
+# 1448 px one 82 at its final scale (BENCHMARKS.md, "Print size, seventh session").
 FINE_PIXELS = 1024 * 1024
-FINE_EXPONENT = 0.5
-FINE_MIN = 10
+FINE_EXPONENT = 1.5
+FINE_MIN = 4
 
 
 def fine_evaluations(evaluations: int, pixels: int) -> int:
