@@ -31,11 +31,15 @@ VARIANTS = {
     "untiled": (False, None, True, True, None, True),
     "tiled": (True, None, True, True, None, True),
     "tiled_no_trim": (True, None, True, True, None, False),
+    "tiled_keep2": (True, None, True, True, None, True),  # KEEP_TILES 2 (KEEP below)
+    "tiled_keep4": (True, None, True, True, None, True),
     "tiled_no_keep": (True, None, False, True, None, True),
     "tiled_before": (True, None, False, False, None, False),
     "tiled_pool3": (True, "pool3", True, True, None, True),
     "tiled_mmap32": (True, None, True, True, 32 * 2**20, True),
 }
+
+KEEP = {"tiled_keep2": 2, "tiled_keep4": 4}  # tiling.KEEP_TILES of the variants that keep more tiles' graphs
 
 
 def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = ",".join(VARIANTS),
@@ -71,6 +75,7 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
             for name in names:
                 tiled, _, keep, gram, mmap, trim = VARIANTS[name]
                 tiling.KEEP_LAST_TILE, tiling.CHANNELS_LAST_GRAM, tiling.TRIM_HALO = keep, gram, trim
+                tiling.KEEP_TILES = KEEP.get(name, 1)
                 device.TILED_MMAP_THRESHOLD = threshold if mmap is None else mmap
                 x = content.clone().requires_grad_(True)
                 scale = device.large_blocks_returned(x.device) if tiled else contextlib.nullcontext()

@@ -396,3 +396,26 @@ def test_the_trimmed_halo_is_exact_and_one_cell_more_breaks_it(monkeypatch):
     monkeypatch.setattr(tiling, "TRIM_HALO", False)  # the same tiler untrimmed: exact again
     _, untrimmed = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
     assert _rel(untrimmed, whole) < 1e-12
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_pass_two_reuses_the_graphs_of_the_tiles_pass_one_kept(keep, monkeypatch):
+    """With KEEP_TILES k pass 1 keeps its last k tiles' graphs and pass 2 runs k forwards fewer:
+    the image's tiles are forwarded 2n - k times, and the gradient is still the untiled one."""
+    monkeypatch.setattr(tiling, "KEEP_TILES", keep)
+    calls = []
+    run_head = tiling.Tiler.run_head
+
+    def counted(self, x, low, taps, *args, **kw):
+        if low:  # the optimised image's tiles (the targets' and styles' run with low False)
+            calls.append(kw.get("tile"))
+        return run_head(self, x, low, taps, *args, **kw)
+
+    monkeypatch.setattr(tiling.Tiler, "run_head", counted)
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    _, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    _, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    n = len(tiling.Tiler(net, 16).tiles(44, 54))
+    assert n == 12 and _rel(tiled, whole) < 1e-4
+    assert len(calls) == 2 * n - keep and len(set(calls)) == n

@@ -91,6 +91,11 @@ TILE_RECOMPUTE_ABOVE = 1_000_000
 # turned off only for benchmarks.tiling, which measures what each saves.
 KEEP_LAST_TILE = True
 CHANNELS_LAST_GRAM = True
+# How many of pass 1's last tiles keep their graph for pass 2 (with KEEP_LAST_TILE): each saves a
+# tile's forward and holds its whole graph (~2.1 KB per input pixel float32 keeping, ~1.1
+# recomputing) until pass 2 reaches it; only benchmarks.tiling sets more than 1 (BENCHMARKS.md,
+# "Print size, seventh session": what it buys at 2048 px; not chosen by the memory budget yet).
+KEEP_TILES = 1
 
 # Each tile's activations are cropped, before a convolution, to its core widened by the reach the
 # layers still to come need (rounded up to the deepest stride while a pool is still to come, so the
@@ -581,19 +586,20 @@ class TiledEvaluation:
         sums: dict[tuple[int, int], torch.Tensor] = {}
         content_sq = torch.zeros((), dtype=torch.float64, device=image.device)
         assembled = None
-        kept = None
+        kept: dict[Tile, tuple] = {}
+        keep = KEEP_TILES if KEEP_LAST_TILE else 0
         all_tiles = tiler.tiles(h, w)
         for i, t in enumerate(all_tiles):
             crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
             target = None
             if obj.content_layer in head_taps:  # before the image tile's forward: one forward's memory at a time
                 target = self._target(t)
-            if KEEP_LAST_TILE and low and i == len(all_tiles) - 1 and head_taps:
-                # The last tile's graph is kept for pass 2, which starts with it: one forward fewer.
+            if low and i >= len(all_tiles) - keep and head_taps:
+                # The last tiles' graphs are kept for pass 2, which starts with them: a forward fewer each.
                 with torch.enable_grad():
                     x_in = crop.detach().clone().requires_grad_(True)
                     feats, x = tiler.run_head(x_in, low, head_taps, tile=t)
-                kept = (t, x_in, feats, x, target if obj.content_source is not None else None)
+                kept[t] = (x_in, feats, x, target if obj.content_source is not None else None)
             else:
                 feats = x = None  # the previous tile's taps go before this tile's forward
                 if i:
@@ -675,7 +681,7 @@ class TiledEvaluation:
         The tile pass 1 ended with comes first, from the graph it kept."""
         tiler = self.tiler
         dgrams, tail_values, leaf, kept, dmeans = state
-        state[3] = None  # the kept tile's taps go as soon as its backward is done
+        state[3] = None  # each kept tile's taps go as soon as its backward is done
         head_taps = self._head_taps()
         d_head = None
         if tail_values:
@@ -685,9 +691,8 @@ class TiledEvaluation:
         h, w = image.shape[-2:]
         for t in reversed(tiler.tiles(h, w)):
             target = None
-            if kept is not None and kept[0] == t:
-                _, x_in, feats, x, target = kept
-                kept = None
+            if t in kept:
+                x_in, feats, x, target = kept.pop(t)
             else:
                 if self.obj.content_source is not None and self.obj.content_layer in head_taps:
                     target = self._target(t)  # before the tile's forward, as in pass 1
