@@ -75,7 +75,7 @@ def least_coarse_side(s: Settings) -> int:
 # the square root of its pixels instead of growing with them: 4096x3072 gets 27, 10, 4 and 4
 # evaluations at 1448, 2048, 2896 and 4096 px (383 evaluations and ~1620 megapixel-evaluations of
 # work before, 295 and ~320 now, of which the coarse ladder's 76), a 2048 px picture 27 and 29, a
-# 1448 px one 82 at its final scale (BENCHMARKS.md, "Print size, seventh session").
+# 1448 px one 82 at its final scale (BENCHMARKS.md, "Print size, seventh session"; not yet compared by eye).
 FINE_PIXELS = 1024 * 1024
 FINE_EXPONENT = 1.5
 FINE_MIN = 4
