@@ -4,13 +4,16 @@
 2 repeats, all variants):
 vgg16-hed's layout with random weights (the cost does not depend on the weights) evaluates one
 content/style pair at SIZE px untiled, then tiled with each of the tiled path's savings and without
-them (pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product),
+them (pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product;
+the halo trimmed layer by layer),
 and tiled through the first three blocks only. Each forward + backward is timed REPEATS times after
 the targets are built, the variants interleaved round by round (so a burst of other work on a shared
 machine spreads over all of them); the fastest of each counts. Prints one JSON line with the seconds
 and the ratios tiled / untiled. With ``reuse`` all of it runs inside ``device.reuse_freed_memory`` as
 the painterly command runs it, each tiled variant inside ``device.large_blocks_returned`` as a tiled
-scale does, with its own threshold (``tiled_mmap32``: 32 MiB, the third session's).
+scale does, with its own threshold (``tiled_mmap32``: 32 MiB, the third session's). The process takes
+painterly's thread policy (``threads.configure_threads``), as the painterly command and
+``benchmarks.memory`` do; ``OMP_NUM_THREADS`` fixes the count.
 """
 
 from __future__ import annotations
@@ -22,21 +25,30 @@ from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "painterly" / "examples"
 
-# name: (tile?, depth, KEEP_LAST_TILE, CHANNELS_LAST_GRAM, mmap threshold under reuse (None: device's))
+# name: (tile?, depth, KEEP_LAST_TILE, CHANNELS_LAST_GRAM, mmap threshold under reuse (None: device's),
+#        TRIM_HALO)
 VARIANTS = {
-    "untiled": (False, None, True, True, None),
-    "tiled": (True, None, True, True, None),
-    "tiled_no_keep": (True, None, False, True, None),
-    "tiled_before": (True, None, False, False, None),
-    "tiled_pool3": (True, "pool3", True, True, None),
-    "tiled_mmap32": (True, None, True, True, 32 * 2**20),
+    "untiled": (False, None, True, True, None, True),
+    "tiled": (True, None, True, True, None, True),
+    "tiled_no_trim": (True, None, True, True, None, False),
+    "tiled_keep2": (True, None, True, True, None, True),  # KEEP_TILES 2 (KEEP below)
+    "tiled_keep4": (True, None, True, True, None, True),
+    "tiled_no_keep": (True, None, False, True, None, True),
+    "tiled_before": (True, None, False, False, None, False),
+    "tiled_pool3": (True, "pool3", True, True, None, True),
+    "tiled_mmap32": (True, None, True, True, 32 * 2**20, True),
 }
+
+KEEP = {"tiled_keep2": 2, "tiled_keep4": 4}  # tiling.KEEP_TILES of the variants that keep more tiles' graphs
 
 
 def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = ",".join(VARIANTS),
          reuse: bool = False) -> dict:  # fmt: skip
     import contextlib
 
+    from painterly.threads import configure_threads
+
+    configure_threads()  # before torch loads, as the painterly command does (one thread per free core)
     import torch
 
     from painterly import device, tiling
@@ -61,8 +73,9 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
     with device.reuse_freed_memory() if reuse else contextlib.nullcontext():
         for _ in range(repeats):
             for name in names:
-                tiled, _, keep, gram, mmap = VARIANTS[name]
-                tiling.KEEP_LAST_TILE, tiling.CHANNELS_LAST_GRAM = keep, gram
+                tiled, _, keep, gram, mmap, trim = VARIANTS[name]
+                tiling.KEEP_LAST_TILE, tiling.CHANNELS_LAST_GRAM, tiling.TRIM_HALO = keep, gram, trim
+                tiling.KEEP_TILES = KEEP.get(name, 1)
                 device.TILED_MMAP_THRESHOLD = threshold if mmap is None else mmap
                 x = content.clone().requires_grad_(True)
                 scale = device.large_blocks_returned(x.device) if tiled else contextlib.nullcontext()

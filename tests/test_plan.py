@@ -130,16 +130,38 @@ def test_the_progress_line_adds_this_scales_measured_rate_to_the_models_later_sc
 
 
 def test_scales_over_a_megapixel_get_fewer_evaluations_and_the_default_picture_none():
-    from painterly.plan import FINE_MIN, FINE_PIXELS, fine_evaluations
+    from painterly.plan import FINE_MIN, FINE_PIXELS, STRONG_MIN, fine_evaluations
 
     assert [p.evaluations for p in plan_scales(Settings(size=1024).resolved(), (768, 1024))][-1] == 150
     plans = plan_scales(Settings(size=4096).resolved(), (3072, 4096))
     counts = [p.evaluations for p in plans]
     assert counts == [fine_evaluations(50, p.size[0] * p.size[1]) for p in plans[:-1]] + [counts[-1]]
-    assert counts[-1] == round(150 * (FINE_PIXELS / (3072 * 4096)) ** 0.5) < 150
+    # by hand, the default E = 0.5: 1448 px is 1086x1448 = 1.5 MP, 50 x (1048576 / 1572528) ** 0.5 = 40.8;
+    # 2048 px 50 / 3 ** 0.5 = 28.9; 2896 px (2172x2896) 50 x 0.408 = 20.4; 4096 px 150 / 12 ** 0.5 = 43.3
+    assert counts == [50, 50, 50, 50, 50, 41, 29, 20, 43]
     small = sum(1 for p in plans if p.size[0] * p.size[1] <= FINE_PIXELS)  # 256 to 1024 px: untouched
     assert small == 5 and counts[:small] == [50] * small
     assert counts[small:] == sorted(counts[small:-1], reverse=True) + [counts[-1]]
     assert fine_evaluations(5, 10**9) == 5 and fine_evaluations(50, 10**9) == FINE_MIN
+    # the print taper, E = 1.5: 50 x (1048576 / 1572528) ** 1.5 = 27.2; 50 / 3 ** 1.5 = 9.6; 2896 px 3.4
+    # and 4096 px 150 / 12 ** 1.5 = 3.6, both raised to STRONG_MIN = 4
+    strong = plan_scales(Settings(size=4096, taper_exponent=1.5).resolved(), (3072, 4096))
+    assert [p.evaluations for p in strong] == [50, 50, 50, 50, 50, 27, 10, 4, 4] and STRONG_MIN == 4
+    print_2048 = plan_scales(Settings(size=2048, taper_exponent=1.5).resolved(), (1536, 2048))
+    assert [p.evaluations for p in print_2048][-2:] == [27, 29]
+    assert fine_evaluations(3, 10**9, 1.5) == 3 and fine_evaluations(50, 10**9, 1.5) == STRONG_MIN
     untapered = plan_scales(Settings(size=4096, taper=False).resolved(), (3072, 4096))
     assert [p.evaluations for p in untapered] == [50] * (len(plans) - 1) + [150]
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "0", "nan", "inf", "5"])
+def test_bad_taper_exponent_is_one_line_exit_2(tmp_path, tiny_pair, capsys, value):
+    from painterly.cli import main
+
+    content, style = tiny_pair
+    out = tmp_path / "out.png"
+    fast = ["--model", "vgg16", "--weights", "random", "--size", "48", "--iterations", "1", "--scales", "48"]
+    assert main([content, style, "-o", str(out), *fast, "--taper-exponent", value]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "taper-exponent" in err[0] and "Traceback" not in err[0], err
+    assert not out.exists()

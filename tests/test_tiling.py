@@ -221,8 +221,8 @@ def test_pass_two_lets_each_tiles_dl_df_go_before_its_backward_ends(recompute, m
             alive.append(weakref.ref(g))
         return g
 
-    def hooked_run_head(self, x, low, taps):
-        out = run_head(self, x, low, taps)
+    def hooked_run_head(self, x, low, taps, *args, **kw):
+        out = run_head(self, x, low, taps, *args, **kw)
         if x.requires_grad and x.is_leaf:
 
             def at_the_input(grad):
@@ -346,3 +346,76 @@ def test_total_variations_backward_runs_after_the_tiled_pass_two(monkeypatch):
                         staticmethod(lambda ctx, g: order.append("tv") or tv_backward(ctx, g)))  # fmt: skip
     _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
     assert order == ["pass 2", "tv"]
+
+
+def test_the_halo_is_trimmed_layer_by_layer_as_worked_out():
+    """Before each convolution a tile is cropped to its core widened by the reach still to come
+    (module docstring): for VGG16 to relu5_3 (reach 90 px, stride 16) 80 px before conv3_2 (90 - 10,
+    rounded up to 16), 64 before conv4_2 (90 - 26), then 48, 32 and 16 before conv5_1-5_3 (one cell
+    of 16 px each: no pool is to come); to relu3_3 (reach 18, no pool after block 3's start) 16 px
+    before conv2_1, then 12, 8 and 4 before conv3_1-3_3."""
+    names = _net(["relu5_3"]).names
+    deep = tiling.Tiler(_net(["relu5_3"]), 48)
+    assert {names[k]: m for k, m in deep.crops.items()} == {
+        "conv3_2": 80, "conv4_2": 64, "conv5_1": 48, "conv5_2": 32, "conv5_3": 16}  # fmt: skip
+    shallow = tiling.Tiler(_net(SHALLOW), 16)
+    assert {names[k]: m for k, m in shallow.crops.items()} == {"conv2_1": 16, "conv3_1": 12, "conv3_2": 8,
+                                                                 "conv3_3": 4}  # fmt: skip
+    # a tile inside a 192x208 picture: its relu5_3 activation is its core and one cell each side
+    t = next(t for t in deep.tiles(192, 208) if t.core_rows[0] > 16 and t.core_cols[0] > 16)
+    assert deep.window("relu5_3", t) == ((t.core_rows[0] - 16, min(192, t.core_rows[1] + 16)),
+                                         (t.core_cols[0] - 16, min(208, t.core_cols[1] + 16)))  # fmt: skip
+    with torch.no_grad():
+        feats, _ = deep.run_head(torch.rand(1, 3, t.rows[1] - t.rows[0], t.cols[1] - t.cols[0]), False,
+                                 {"relu5_3"}, tile=t)  # fmt: skip
+    (r0, r1), (c0, c1) = deep.window("relu5_3", t)
+    assert tuple(feats["relu5_3"].shape[-2:]) == ((r1 - r0) // 16, (c1 - c0) // 16)
+
+
+def test_the_trimmed_halo_is_exact_and_one_cell_more_breaks_it(monkeypatch):
+    """With the crops (all four of relu3_3's are cut in a 36x40 picture's 16 px tiles) the tiled
+    gradient is the untiled one in float64 (rounding only: test_the_halo_is_just_wide_enough, which
+    runs trimmed; the whole network's, trimmed, in test_tiled_whole_network_and_early_blocks_only);
+    cropping conv3_2's input one cell (4 px) closer to the core makes the cores' edge features read
+    padding."""
+    net = _net(SHALLOW, torch.float64)
+    content, styles, masks, image = _images(36, 40, dtype=torch.float64)
+    _, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    init = tiling.Tiler.__init__
+
+    def one_cell_more(self, *args, **kw):
+        init(self, *args, **kw)
+        k, last = sorted(self.crops)[-2:]  # conv3_2's input: 8 px past the core, now 4 (conv3_3's)
+        self.crops[k] = 4
+        for name in self.net.names[k:last]:
+            self.margin[name] = 4
+
+    monkeypatch.setattr(tiling.Tiler, "__init__", one_cell_more)
+    _, short = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(short, whole) > 1e-8
+    monkeypatch.setattr(tiling, "TRIM_HALO", False)  # the same tiler untrimmed: exact again
+    _, untrimmed = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    assert _rel(untrimmed, whole) < 1e-12
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_pass_two_reuses_the_graphs_of_the_tiles_pass_one_kept(keep, monkeypatch):
+    """With KEEP_TILES k pass 1 keeps its last k tiles' graphs and pass 2 runs k forwards fewer:
+    the image's tiles are forwarded 2n - k times, and the gradient is still the untiled one."""
+    monkeypatch.setattr(tiling, "KEEP_TILES", keep)
+    calls = []
+    run_head = tiling.Tiler.run_head
+
+    def counted(self, x, low, taps, *args, **kw):
+        if low:  # the optimised image's tiles (the targets' and styles' run with low False)
+            calls.append(kw.get("tile"))
+        return run_head(self, x, low, taps, *args, **kw)
+
+    monkeypatch.setattr(tiling.Tiler, "run_head", counted)
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    _, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
+    _, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    n = len(tiling.Tiler(net, 16).tiles(44, 54))
+    assert n == 12 and _rel(tiled, whole) < 1e-4
+    assert len(calls) == 2 * n - keep and len(set(calls)) == n

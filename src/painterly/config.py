@@ -246,9 +246,15 @@ class Settings:
     )  # fmt: skip
     taper: bool = field(
         default=True,
-        metadata={"help": "fewer evaluations at scales over 1 MP (they only sharpen; a chosen rule, not yet measured: "
-                  "BENCHMARKS.md); "
+        metadata={"help": "fewer evaluations at scales over 1 MP, x (1 MP / pixels)^E (--taper-exponent), at least "
+                  "10 (they only sharpen what the coarser scales laid out: BENCHMARKS.md); "
                   "off: every scale gets --iterations / --coarse-iterations"},
+    )  # fmt: skip
+    taper_exponent: float = field(
+        default=0.5,
+        metadata={"help": "E of --taper: 0.5 halves the evaluations each time a scale's pixels grow 4x; 1.5 (at "
+                  "least 4 a scale) makes a 4096 px print about 5x less work at its finest scales "
+                  "(modelled, not yet compared by eye: BENCHMARKS.md, \"Print size, seventh session\")"},
     )  # fmt: skip
 
     def model_defaults(self) -> ModelDefaults:
@@ -333,6 +339,8 @@ class Settings:
             positive_int("tile", self.tile, 16)
         elif self.tile is not None:
             positive_int("tile", self.tile, 0)
+        if not _finite(self.taper_exponent) or not 0 < self.taper_exponent <= 4:
+            raise InputError(f"--taper-exponent must be a number > 0 and <= 4, got {self.taper_exponent!r}")
         budget = self.memory_budget
         if budget is not None and (not _finite(budget) or not 0 < budget <= LIMITS["memory_budget"]):
             raise InputError(f"--memory-budget must be a number of GiB > 0 and <= {LIMITS['memory_budget']}, "

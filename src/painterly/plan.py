@@ -52,7 +52,7 @@ def plan_scales(s: Settings, shape: tuple[int, int], *, what: str = "the content
             raise InputError(f"at {longest} px {what} is {w}x{h}, smaller than the {need} px the network needs; "
                              "raise --size")  # fmt: skip
         n = s.iterations if final else s.coarse_iterations
-        plans.append(ScalePlan((h, w), fine_evaluations(n, h * w) if s.taper else n))
+        plans.append(ScalePlan((h, w), fine_evaluations(n, h * w, s.taper_exponent) if s.taper else n))
     return plans
 
 
@@ -68,20 +68,29 @@ def least_coarse_side(s: Settings) -> int:
     return round(s.start_size / s.scale_step)
 
 
-# A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out, and its
-# loss stops falling sooner (BENCHMARKS.md, "Print size", measures it): its evaluations are the
-# settings' count times (FINE_PIXELS / pixels) ** FINE_EXPONENT, at least FINE_MIN. Pictures up
-# to 1024x1024 (the 512 px default among them) keep the settings' counts exactly.
+# A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out: its
+# evaluations are the settings' count times (FINE_PIXELS / pixels) ** exponent, at least a floor.
+# Pictures up to 1024x1024 (the 512 px default among them) keep the settings' counts exactly.
+# The default exponent, 0.5, halves the evaluations each time a scale's pixels grow 4x, as
+# jcjohnson's multi-scale scripts do (500/200/100/50), at least FINE_MIN. A print in limited time
+# asks for more (--taper-exponent, e.g. 1.5, at least STRONG_MIN): each finer scale's time
+# (evaluations x pixels) then falls as the square root of its pixels instead of growing with them.
+# 4096x3072 gets 27, 10, 4 and 4 evaluations at 1448, 2048, 2896 and 4096 px (383 evaluations and
+# ~1620 megapixel-evaluations of work at 0.5, 295 and ~320 at 1.5, of which the coarse ladder's 76),
+# a 2048 px picture 27 and 29, a 1448 px one 82 at its final scale (BENCHMARKS.md, "Print size,
+# seventh session"). 1.5 is modelled, not yet compared by eye with 0.5: it is not the default.
 FINE_PIXELS = 1024 * 1024
 FINE_EXPONENT = 0.5
 FINE_MIN = 10
+STRONG_MIN = 4
 
 
-def fine_evaluations(evaluations: int, pixels: int) -> int:
-    """Evaluations for a scale of ``pixels`` whose settings ask for ``evaluations``."""
-    if pixels <= FINE_PIXELS or evaluations <= FINE_MIN:
+def fine_evaluations(evaluations: int, pixels: int, exponent: float = FINE_EXPONENT) -> int:
+    """Evaluations for a scale of ``pixels`` whose settings ask for ``evaluations``, tapered by ``exponent``."""
+    floor = FINE_MIN if exponent <= FINE_EXPONENT else STRONG_MIN
+    if pixels <= FINE_PIXELS or evaluations <= floor:
         return evaluations
-    return max(FINE_MIN, round(evaluations * (FINE_PIXELS / pixels) ** FINE_EXPONENT))
+    return max(floor, round(evaluations * (FINE_PIXELS / pixels) ** exponent))
 
 
 def evaluations(plans: Sequence[ScalePlan]) -> int:

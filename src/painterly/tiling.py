@@ -32,6 +32,20 @@ of any layer: a layer-k feature it depends on covers pixels ≥ core − (L − 
 Only one receptive-field radius is needed (not two) because the input gradients are added, not
 cropped. ``tests/test_tiling.py`` checks the gradient with this halo and that one stride less breaks it.
 
+Trimming the halo layer by layer
+--------------------------------
+The halo is what the *input* needs; a layer k deep needs less: a core feature depends on layer-k
+features up to L − L_k pixels past its cell (L_k the reach through layer k). So before each
+convolution the tile's activation is cropped to the core widened by R = L − L_k (the reach through
+the module before it), rounded up to a multiple of the deepest stride S while a pool is still to
+come (so every crop's origin stays a multiple of S and the pools pair the same cells) and to one
+cell after the last pool; clipped at the tile's input. Nothing a core feature depends on is cropped
+away, and a value the cropped convolution computes from padding at the crop's edge is at least one
+cell of reach further out than any core feature reads. For VGG16 to relu5_3 (L = 90, S = 16) the
+crops start before conv3_2 (80 px) and end before conv5_3 (16 px); block 1 and 2 keep the whole
+96 px halo. :meth:`Tiler.core` knows each layer's window; ``tests/test_tiling.py`` checks the
+gradient with the crops and that cropping one cell more breaks it.
+
 Tiling only the early blocks
 ----------------------------
 With ``depth`` set, only the network's first ``depth`` modules are tiled: pass 1 also assembles
@@ -77,6 +91,17 @@ TILE_RECOMPUTE_ABOVE = 1_000_000
 # turned off only for benchmarks.tiling, which measures what each saves.
 KEEP_LAST_TILE = True
 CHANNELS_LAST_GRAM = True
+# How many of pass 1's last tiles keep their graph for pass 2 (with KEEP_LAST_TILE): each saves a
+# tile's forward and holds its whole graph (~2.1 KB per input pixel float32 keeping, ~1.1
+# recomputing) until pass 2 reaches it; only benchmarks.tiling sets more than 1 (BENCHMARKS.md,
+# "Print size, seventh session": what it buys at 2048 px; not chosen by the memory budget yet).
+KEEP_TILES = 1
+
+# Each tile's activations are cropped, before a convolution, to its core widened by the reach the
+# layers still to come need (rounded up to the deepest stride while a pool is still to come, so the
+# pools pair the whole picture's cells; to one cell after the last): the deep layers do not compute
+# the whole halo (see "Trimming the halo layer by layer" above). Off only for benchmarks.tiling.
+TRIM_HALO = True
 
 # A tiled evaluation's cost relative to an untiled one that keeps everything (the time model's
 # factor, painterly.api.time_model): measured 1.62x an untiled 2048 px evaluation, which itself
@@ -311,6 +336,20 @@ class Tiler:
         self.halo, self.align = halo_for(names, self.head - 1)
         self.strides = {name: conv_reach(names, i)[1] for i, name in enumerate(names)}
         self.recompute = False  # set by tiles(), for the grid it cut last
+        # Halo trimming (module docstring): the margin (px) each convolution's input is cropped to
+        # past the core, by module index; and each module's output window margin (None: the input's).
+        self.crops: dict[int, int] = {}
+        self.margin: dict[str, int | None] = {}
+        reach = conv_reach(names, self.head - 1)[0]
+        current = self.halo
+        for k, name in enumerate(names[: self.head]):
+            if k and name.startswith("conv"):
+                need, stride = reach - conv_reach(names, k - 1)[0], conv_reach(names, k - 1)[1]
+                unit = self.align if any(n.startswith("pool") for n in names[k : self.head]) else stride
+                m = unit * math.ceil(need / unit)
+                if m < current:
+                    self.crops[k], current = m, m
+            self.margin[name] = None if current == self.halo else current
 
     @property
     def target_dtype(self) -> torch.dtype:
@@ -334,10 +373,20 @@ class Tiler:
         self.recompute = max(_pixels(t) for t in out) > TILE_RECOMPUTE_ABOVE
         return out
 
+    def window(self, name: str, t: Tile) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The picture's rows and columns (px) that tile ``t``'s activation at ``name`` covers: the
+        tile's input, or with the halo trimmed (:data:`TRIM_HALO`) its core widened by that layer's margin."""
+        m = self.margin.get(name) if TRIM_HALO else None
+        if m is None:
+            return t.rows, t.cols
+        return ((max(t.rows[0], t.core_rows[0] - m), min(t.rows[1], t.core_rows[1] + m)),
+                (max(t.cols[0], t.core_cols[0] - m), min(t.cols[1], t.core_cols[1] + m)))  # fmt: skip
+
     def core(self, name: str, t: Tile) -> tuple[slice, slice]:
         """The slice of tile ``t``'s own activation at ``name`` that is its core."""
         s = self.strides[name]
-        r, c = t.rows[0] // s, t.cols[0] // s
+        rows, cols = self.window(name, t)
+        r, c = rows[0] // s, cols[0] // s
         return slice(t.core_rows[0] // s - r, t.core_rows[1] // s - r), slice(
             t.core_cols[0] // s - c, t.core_cols[1] // s - c
         )
@@ -351,18 +400,37 @@ class Tiler:
         s = self.strides[name]
         return height // s, width // s
 
-    def run_head(self, x: torch.Tensor, low: bool, taps: set[str],
-                 until: str | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
-        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1];
+    def _stack(self, mods: nn.Sequential, t: Tile | None) -> tuple[list[str], nn.Sequential]:
+        """The head's names and modules for tile ``t``, with the crops of a trimmed halo between them."""
+        names = list(self.net.names[: self.head])
+        if t is None or not TRIM_HALO or not self.crops:
+            return names, mods[: self.head]
+        out_names, out_mods = [], []
+        for k, (name, module) in enumerate(zip(names, mods)):
+            if k in self.crops:
+                before, now = self.window(names[k - 1], t), self.window(name, t)
+                if now != before:
+                    s = self.strides[name]
+                    cut = [slice(a[0] // s - b[0] // s, None if a[1] == b[1] else a[1] // s - b[0] // s)
+                           for a, b in zip(now, before)]  # fmt: skip
+                    out_names.append("crop " + name)
+                    out_mods.append(_Crop(*cut))
+            out_names.append(name)
+            out_mods.append(module)
+        return out_names, nn.Sequential(*out_mods)
+
+    def run_head(self, x: torch.Tensor, low: bool, taps: set[str], until: str | None = None,
+                 tile: Tile | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
+        """The taps among the first ``head`` modules, and the head's output, for a tile in [0, 1]
+        (``tile``'s input: its halo is trimmed layer by layer; without it nothing is cropped);
         with ``until`` (no gradient) the forward stops after that module (its output then last)."""
         net = self.net
-        mods = self.modules(low)
+        names, mods = self._stack(self.modules(low), tile)
         x = (x - net.mean) / net.std
         if low:
             x = x.to(mods[0].weight.dtype)
         x = x.contiguous(memory_format=torch.channels_last)
         out = {}
-        names = net.names[: self.head]
         if x.requires_grad and (self.recompute or x.shape[-2] * x.shape[-1] > TILE_RECOMPUTE_ABOVE):
             # As the untiled network does above its size: keep only the taps (and the head's
             # output), re-run each stretch between them in the backward, each tap's ReLU outside its
@@ -380,7 +448,8 @@ class Tiler:
         """The content target at tile ``t``'s core, recomputed from the ``content`` image: the float32
         forward of the tile's crop to ``layer`` that :meth:`features_by_core` runs, stored as ``dtype``."""
         with torch.no_grad():
-            feats, _ = self.run_head(content[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], False, {layer}, layer)
+            crop = content[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
+            feats, _ = self.run_head(crop, False, {layer}, layer, tile=t)
             rs, cs = self.core(layer, t)
             return feats[layer][..., rs, cs].to(dtype)
 
@@ -417,7 +486,8 @@ class Tiler:
         assembled = None
         with torch.no_grad(), large_blocks_returned(image.device):
             for t in self.tiles(h, w):
-                feats, x = self.run_head(image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]], low, head_taps)
+                crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
+                feats, x = self.run_head(crop, low, head_taps, tile=t)
                 cores = {k: v[..., self.core(k, t)[0], self.core(k, t)[1]] for k, v in feats.items()}
                 del feats
                 yield t, cores
@@ -428,6 +498,17 @@ class Tiler:
                 release_freed(image.device)
             if self.split:
                 yield None, self.run_tail(assembled, low, taps - head_taps)
+
+
+class _Crop(nn.Module):
+    """A tile's activation cropped to the rows and columns its later layers still need."""
+
+    def __init__(self, rows: slice, cols: slice) -> None:
+        super().__init__()
+        self.rows, self.cols = rows, cols
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.rows, self.cols]
 
 
 def _empty_like_at(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -505,24 +586,25 @@ class TiledEvaluation:
         sums: dict[tuple[int, int], torch.Tensor] = {}
         content_sq = torch.zeros((), dtype=torch.float64, device=image.device)
         assembled = None
-        kept = None
+        kept: dict[Tile, tuple] = {}
+        keep = KEEP_TILES if KEEP_LAST_TILE else 0
         all_tiles = tiler.tiles(h, w)
         for i, t in enumerate(all_tiles):
             crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
             target = None
             if obj.content_layer in head_taps:  # before the image tile's forward: one forward's memory at a time
                 target = self._target(t)
-            if KEEP_LAST_TILE and low and i == len(all_tiles) - 1 and head_taps:
-                # The last tile's graph is kept for pass 2, which starts with it: one forward fewer.
+            if low and i >= len(all_tiles) - keep and head_taps:
+                # The last tiles' graphs are kept for pass 2, which starts with them: a forward fewer each.
                 with torch.enable_grad():
                     x_in = crop.detach().clone().requires_grad_(True)
-                    feats, x = tiler.run_head(x_in, low, head_taps)
-                kept = (t, x_in, feats, x, target if obj.content_source is not None else None)
+                    feats, x = tiler.run_head(x_in, low, head_taps, tile=t)
+                kept[t] = (x_in, feats, x, target if obj.content_source is not None else None)
             else:
                 feats = x = None  # the previous tile's taps go before this tile's forward
                 if i:
                     release_freed(image.device)
-                feats, x = tiler.run_head(crop, low, head_taps)
+                feats, x = tiler.run_head(crop, low, head_taps, tile=t)
             for li, layer in enumerate(obj.style_layers):
                 if layer not in head_taps:
                     continue
@@ -599,7 +681,7 @@ class TiledEvaluation:
         The tile pass 1 ended with comes first, from the graph it kept."""
         tiler = self.tiler
         dgrams, tail_values, leaf, kept, dmeans = state
-        state[3] = None  # the kept tile's taps go as soon as its backward is done
+        state[3] = None  # each kept tile's taps go as soon as its backward is done
         head_taps = self._head_taps()
         d_head = None
         if tail_values:
@@ -609,16 +691,15 @@ class TiledEvaluation:
         h, w = image.shape[-2:]
         for t in reversed(tiler.tiles(h, w)):
             target = None
-            if kept is not None and kept[0] == t:
-                _, x_in, feats, x, target = kept
-                kept = None
+            if t in kept:
+                x_in, feats, x, target = kept.pop(t)
             else:
                 if self.obj.content_source is not None and self.obj.content_layer in head_taps:
                     target = self._target(t)  # before the tile's forward, as in pass 1
                 with torch.enable_grad():
                     crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
                     x_in = crop.detach().clone().requires_grad_(True)
-                    feats, x = tiler.run_head(x_in, low, head_taps)
+                    feats, x = tiler.run_head(x_in, low, head_taps, tile=t)
             self._tile_backward(t, feats, x, head_taps, dgrams, grad, d_head, dmeans, target)
             del feats, x, target
             if x_in.grad is not None:
