@@ -401,7 +401,8 @@ def test_a_server_that_stops_checkpoints_the_running_job_and_the_next_resumes_it
         content = upload(client, png_bytes(seed=1))["ref"]
         first, second = submit(client, content, [content], seed=1), submit(client, content, [content], seed=2)
         deadline = time.monotonic() + 10
-        while client.get(f"/api/jobs/{first['id']}").json()["progress"]["iteration"] < 4:
+        # a queued job has no progress yet (None) until the runner takes it
+        while (client.get(f"/api/jobs/{first['id']}").json()["progress"] or {}).get("iteration", 0) < 4:
             assert time.monotonic() < deadline
             time.sleep(0.01)
     # stopped mid-job: the job waits again, at the head of the queue, with its checkpoint
