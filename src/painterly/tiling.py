@@ -177,9 +177,11 @@ def available_bytes(device: torch.device) -> int:
 
 
 # The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth to sixth session"): peak RSS =
-# TILED_BASE_BYTES + P · (whole-picture bytes per pixel) + T · (bytes per tile input pixel), P the
-# picture's pixels, T its grid's largest tile input. The tile term per network arithmetic: float32 fitted
-# at 4096x3072 (fourth session), bfloat16 at 8192x6144 (sixth session, the first evaluation).
+# TILED_BASE_BYTES + P · (whole-picture bytes per pixel) + (T + K) · (bytes per tile input pixel), P the
+# picture's pixels, T its grid's largest tile input, K the input pixels of the tiles whose graphs pass 1
+# keeps for pass 2 but the one pass 2 starts with (0 keeping one; eighth session). The tile term per
+# network arithmetic: float32 fitted at 4096x3072 (fourth session), bfloat16 at 8192x6144 (sixth
+# session, the first evaluation).
 TILED_BASE_BYTES = int(0.58 * 2**30)  # the network and libraries, and RSS over live at the peak
 # Whole-picture buffers per pixel without the optimiser's: x, the last good image, the content image,
 # the gradient (4 RGB float32 images, 48 B) and ~5 B not accounted buffer by buffer (it was ~17 until
