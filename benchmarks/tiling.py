@@ -13,7 +13,9 @@ and the ratios tiled / untiled. With ``reuse`` all of it runs inside ``device.re
 the painterly command runs it, each tiled variant inside ``device.large_blocks_returned`` as a tiled
 scale does, with its own threshold (``tiled_mmap32``: 32 MiB, the third session's). The process takes
 painterly's thread policy (``threads.configure_threads``), as the painterly command and
-``benchmarks.memory`` do; ``OMP_NUM_THREADS`` fixes the count.
+``benchmarks.memory`` do; ``OMP_NUM_THREADS`` fixes the count. ``tiled_auto`` keeps as many of pass 1's
+tiles as ``tiling.choose_keep`` chooses (with ``budget=GIB`` among the last arguments: as under ``--memory-budget``;
+without it the default's limit); the JSON says each tiled variant's count (``keep_NAME``).
 """
 
 from __future__ import annotations
@@ -33,17 +35,20 @@ VARIANTS = {
     "tiled_no_trim": (True, None, True, True, None, False),
     "tiled_keep2": (True, None, True, True, None, True),  # KEEP_TILES 2 (KEEP below)
     "tiled_keep4": (True, None, True, True, None, True),
+    "tiled_auto": (True, None, True, True, None, True),  # KEEP_TILES None: tiling.keep_for's choice (BUDGET)
     "tiled_no_keep": (True, None, False, True, None, True),
     "tiled_before": (True, None, False, False, None, False),
     "tiled_pool3": (True, "pool3", True, True, None, True),
     "tiled_mmap32": (True, None, True, True, 32 * 2**20, True),
 }
 
-KEEP = {"tiled_keep2": 2, "tiled_keep4": 4}  # tiling.KEEP_TILES of the variants that keep more tiles' graphs
+# tiling.KEEP_TILES of each variant: 1 (today's before the eighth session) unless named here; None is
+# the automatic choice, by the memory model under BUDGET (GiB: --memory-budget; 0: none, the default's)
+KEEP = {"tiled_keep2": 2, "tiled_keep4": 4, "tiled_auto": None}
 
 
 def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = ",".join(VARIANTS),
-         reuse: bool = False) -> dict:  # fmt: skip
+         reuse: bool = False, budget: float = 0) -> dict:  # fmt: skip
     import contextlib
 
     from painterly.threads import configure_threads
@@ -56,7 +61,7 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
     from painterly.config import Settings
     from painterly.image import load_image, resize
 
-    s = Settings(model="vgg16-hed", weights="random", size=size).resolved()
+    s = Settings(model="vgg16-hed", weights="random", size=size, memory_budget=budget or None).resolved()
     content = resize(load_image(EXAMPLES / "tubingen.jpg"), size)
     problem = build_problem(content, [str(EXAMPLES / "starry_night.jpg")], s)
     shape = tuple(content.shape[-2:])
@@ -67,7 +72,10 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
         tiled, depth, *_ = VARIANTS[name]
         tiling.Tiler.__init__.__defaults__ = (depth,)
         problem.settings = s.__class__(**{**s.__dict__, "tile": tile if tiled else 0})
+        tiling.KEEP_TILES = KEEP.get(name, 1)
         objectives[name] = problem.objective_at(shape)
+        if objectives[name].tiler is not None:
+            out["keep_" + name] = tiling.KEEP_TILES or objectives[name].tiler.keep
     times: dict[str, list[float]] = {name: [] for name in names}
     threshold = device.TILED_MMAP_THRESHOLD
     with device.reuse_freed_memory() if reuse else contextlib.nullcontext():
@@ -98,4 +106,5 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
 if __name__ == "__main__":
     args = sys.argv[1:]
     nums = [int(a) for a in args[:3]]
-    print(json.dumps(main(*nums, *args[3:4], reuse="reuse" in args[4:])))
+    budget = next((float(a.split("=", 1)[1]) for a in args[4:] if a.startswith("budget=")), 0)
+    print(json.dumps(main(*nums, *args[3:4], reuse="reuse" in args[4:], budget=budget)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -58,6 +60,61 @@ def test_the_model_counts_the_optimisers_state_and_the_target():
     big = (6144, 8192)  # over RECOMPUTE_TARGET_ABOVE: no target is kept (each tile recomputes its own)
     per_pixel = (tiling.tiled_peak_bytes(big, 896) - tiling.TILED_BASE_BYTES) / (big[0] * big[1])
     assert 89 < per_pixel < 89 + 30
+
+
+# 2048x1536 in 896 px tiles: 4 tiles of 864x1120 = 967,680 input pixels, each under a megapixel, so
+# kept whole at 2100 B a pixel: 2,032,128,000 B a tile. Adam, float32: 0.58 GiB (622,770,257 B) +
+# 3,145,728 px x (53 + 64 + 24) B (443,547,648) + one tile = 3,098,445,905 B (2.89 GiB); each further
+# kept tile 2,032,128,000 more: 5,130,573,905 (4.78 GiB), 7,162,701,905 (6.67), 9,194,829,905 (8.56).
+PEAKS_2048 = [3_098_445_905, 5_130_573_905, 7_162_701_905, 9_194_829_905]
+
+
+def test_the_model_counts_the_kept_graphs():
+    assert [tiling.tiled_peak_bytes((1536, 2048), 896, keep=k) for k in (1, 2, 3, 4)] == PEAKS_2048
+    # a grid of 4 tiles keeps at most 4: a fifth is not counted
+    assert tiling.tiled_peak_bytes((1536, 2048), 896, keep=5) == PEAKS_2048[3]
+
+
+@pytest.mark.parametrize(("budget", "keep"), [(2, 1), (4, 1), (4.777, 1), (4.779, 2), (6.670, 2),
+                                              (6.671, 3), (8.563, 3), (8.564, 4), (20, 4)])  # fmt: skip
+def test_the_kept_tiles_follow_the_budget(budget, keep, free_24):
+    """As many kept graphs as the budget holds by the model, at least 1 (even where one is over: the
+    tile is chosen first), at most KEEP_MAX (4, here also the grid's tiles)."""
+    assert tiling.choose_keep((1536, 2048), 896, CPU, budget=budget) == keep
+
+
+def test_without_a_budget_the_kept_tiles_stay_within_the_issues_targets(free_24, monkeypatch):
+    """The line 4 GiB x sqrt(pixels / 4096x3072): 4 GiB at 4096x3072, 8 at 8192x6144, 2 at 2048x1536."""
+    assert tiling.print_limit_bytes(3072 * 4096) == 4 * GIB
+    assert tiling.print_limit_bytes(6144 * 8192) == 8 * GIB
+    assert tiling.print_limit_bytes(1536 * 2048) == 2 * GIB
+    assert tiling.choose_keep((1536, 2048), 896, CPU) == 1  # 2.89 GiB with one, over the 2 GiB line
+    assert tiling.choose_keep((3072, 4096), 896, CPU) == 1  # float32: 3.43 GiB with one, 4.50 with two
+    # bfloat16 (0.56 KB per tile pixel): 2.47, 3.01, 3.56, 4.07 GiB with 1-4 kept
+    assert tiling.choose_keep((3072, 4096), 896, CPU, dtype=torch.bfloat16) == 3
+    # 8192x6144 float32 (Adam, target recomputed): 5.40, 6.49, 7.57, 8.66 GiB with 1-4 kept
+    assert tiling.choose_keep((6144, 8192), 896, CPU) == 3
+    for size, limit in (((3072, 4096), 4), ((6144, 8192), 8)):
+        for dtype in (torch.float32, torch.bfloat16):
+            keep = tiling.choose_keep(size, 896, CPU, dtype=dtype)
+            assert tiling.tiled_peak_bytes(size, 896, dtype=dtype, keep=keep) <= limit * GIB
+    # with little memory free, half of it is the limit: 6 GiB free keeps one at 8192x6144
+    monkeypatch.setattr(tiling, "available_bytes", lambda device: 6 * GIB)
+    assert tiling.choose_keep((6144, 8192), 896, CPU) == 1
+
+
+def test_a_runs_objective_keeps_what_the_budget_holds(tiny_pair, free_24, monkeypatch):
+    from painterly.api import build_problem
+    from painterly.image import load_image
+
+    monkeypatch.setattr(tiling, "KEEP_TILES", None)
+    content, style = tiny_pair
+    s = Settings(model="vgg16", weights="random", size=48, tile=16, precision="float32", optimizer="adam")
+    for budget, keep in ((None, 1), (1, 4)):  # a 48 px picture's model: ~0.58 GiB; its line ~0.05 GiB
+        r = dataclasses.replace(s, memory_budget=budget).resolved()
+        problem = build_problem(load_image(content), [style], r)
+        objective = problem.objective_at(tuple(problem.content.shape[-2:]))
+        assert objective.tiler.keep == keep == tiling.keep_for(r, tuple(problem.content.shape[-2:]), CPU, 16)
 
 
 def test_a_budget_no_tile_fits_is_one_line(free_24):

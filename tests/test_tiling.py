@@ -398,11 +398,12 @@ def test_the_trimmed_halo_is_exact_and_one_cell_more_breaks_it(monkeypatch):
     assert _rel(untrimmed, whole) < 1e-12
 
 
-@pytest.mark.parametrize("keep", [1, 3])
+@pytest.mark.parametrize("keep", [1, 2, 3])
 def test_pass_two_reuses_the_graphs_of_the_tiles_pass_one_kept(keep, monkeypatch):
-    """With KEEP_TILES k pass 1 keeps its last k tiles' graphs and pass 2 runs k forwards fewer:
-    the image's tiles are forwarded 2n - k times, and the gradient is still the untiled one."""
-    monkeypatch.setattr(tiling, "KEEP_TILES", keep)
+    """With k tiles kept (the objective's keep_tiles, as tiling.keep_for chooses it) pass 1 keeps
+    its last k tiles' graphs and pass 2 runs k forwards fewer: the image's tiles are forwarded
+    2n - k times, and the gradient is still the untiled one."""
+    monkeypatch.setattr(tiling, "KEEP_TILES", None)
     calls = []
     run_head = tiling.Tiler.run_head
 
@@ -415,7 +416,21 @@ def test_pass_two_reuses_the_graphs_of_the_tiles_pass_one_kept(keep, monkeypatch
     net = _net(SHALLOW)
     content, styles, masks, image = _images(44, 54)
     _, whole = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", None)
-    _, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16)
+    _, tiled = _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16, keep_tiles=keep)
     n = len(tiling.Tiler(net, 16).tiles(44, 54))
     assert n == 12 and _rel(tiled, whole) < 1e-4
     assert len(calls) == 2 * n - keep and len(set(calls)) == n
+
+
+def test_a_fixed_keep_tiles_wins_over_the_objectives(monkeypatch):
+    """tiling.KEEP_TILES set (benchmarks.tiling's variants) replaces the count the objective was given."""
+    monkeypatch.setattr(tiling, "KEEP_TILES", 2)
+    calls = []
+    run_head = tiling.Tiler.run_head
+    monkeypatch.setattr(tiling.Tiler, "run_head",
+                        lambda self, x, low, taps, *a, **kw: (calls.append(1) if low else None) or
+                        run_head(self, x, low, taps, *a, **kw))  # fmt: skip
+    net = _net(SHALLOW)
+    content, styles, masks, image = _images(44, 54)
+    _gradient(net, content, styles, masks, image, SHALLOW, "relu2_2", 16, keep_tiles=3)
+    assert len(calls) == 2 * 12 - 2

@@ -539,6 +539,7 @@ class Objective:
         style_masks: Sequence[torch.Tensor | None] | None = None,
         output_masks: Sequence[torch.Tensor | None] | None = None,
         tile: int | None = None,
+        keep_tiles: int = 1,
         style_loss: str = "gram",
         laplacian_cells: dict[float, tuple[int, int]] | None = None,
         lowpass_cells: tuple[int, int] | None = None,
@@ -546,12 +547,14 @@ class Objective:
         self.net = net
         # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians.
         self.style_loss = style_loss
-        # With ``tile`` (pixels), the network runs tile by tile, exactly (painterly.tiling): targets too.
+        # With ``tile`` (pixels), the network runs tile by tile, exactly (painterly.tiling): targets too;
+        # pass 1's last ``keep_tiles`` tiles keep their graphs for pass 2 (tiling.keep_for).
         self.tiler = None
         if tile:
             from .tiling import Tiler
 
             self.tiler = Tiler(net, tile)
+            self.tiler.keep = keep_tiles
         self.content_layer = content_layer
         self.style_layers = list(style_layers)
         self.weights = weights
@@ -836,8 +839,9 @@ class Problem:
         if self.masks is not None and any(m is not None for m in self.masks):  # all None: a plain blend
             out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
         height, width = self.content.shape[-2:]
-        from .tiling import tile_for
+        from .tiling import keep_for, tile_for
 
+        tile = tile_for(s, size, self.device)
         content = self.content
         # At the content's own size the content itself, not a clamped copy, where it needs no clamp: a
         # large tiled scale keeps it in place of the content target (12 B per pixel, not a further copy).
@@ -847,7 +851,7 @@ class Problem:
             self.net, content.to(self.device), self._style_images(size),
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
-            tile=tile_for(s, size, self.device),
+            tile=tile, keep_tiles=keep_for(s, size, self.device, tile) if tile else 1,
             style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(), lowpass_cells=self.lowpass_cells(),
         )  # fmt: skip
 

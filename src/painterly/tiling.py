@@ -92,10 +92,12 @@ TILE_RECOMPUTE_ABOVE = 1_000_000
 KEEP_LAST_TILE = True
 CHANNELS_LAST_GRAM = True
 # How many of pass 1's last tiles keep their graph for pass 2 (with KEEP_LAST_TILE): each saves a
-# tile's forward and holds its whole graph (~2.1 KB per input pixel float32 keeping, ~1.1
-# recomputing) until pass 2 reaches it; only benchmarks.tiling sets more than 1 (BENCHMARKS.md,
-# "Print size, seventh session": what it buys at 2048 px; not chosen by the memory budget yet).
-KEEP_TILES = 1
+# tile's forward (2048 px, 4 tiles: keeping 2 measured -5.4 %, 4 -9.6 %) and holds its graph until
+# pass 2 reaches it. None (the default): as many as the memory budget holds, up to KEEP_MAX
+# (:func:`choose_keep`; BENCHMARKS.md, "Print size, eighth session"); a number fixes it (only
+# benchmarks.tiling and the tests set one).
+KEEP_TILES: int | None = None
+KEEP_MAX = 4
 
 # Each tile's activations are cropped, before a convolution, to its core widened by the reach the
 # layers still to come need (rounded up to the deepest stride while a pool is still to come, so the
@@ -175,9 +177,11 @@ def available_bytes(device: torch.device) -> int:
 
 
 # The memory model of a tiled scale (BENCHMARKS.md, "Print size, fourth to sixth session"): peak RSS =
-# TILED_BASE_BYTES + P · (whole-picture bytes per pixel) + T · (bytes per tile input pixel), P the
-# picture's pixels, T its grid's largest tile input. The tile term per network arithmetic: float32 fitted
-# at 4096x3072 (fourth session), bfloat16 at 8192x6144 (sixth session, the first evaluation).
+# TILED_BASE_BYTES + P · (whole-picture bytes per pixel) + (T + K) · (bytes per tile input pixel), P the
+# picture's pixels, T its grid's largest tile input, K the input pixels of the tiles whose graphs pass 1
+# keeps for pass 2 but the one pass 2 starts with (0 keeping one; eighth session). The tile term per
+# network arithmetic: float32 fitted at 4096x3072 (fourth session), bfloat16 at 8192x6144 (sixth
+# session, the first evaluation).
 TILED_BASE_BYTES = int(0.58 * 2**30)  # the network and libraries, and RSS over live at the peak
 # Whole-picture buffers per pixel without the optimiser's: x, the last good image, the content image,
 # the gradient (4 RGB float32 images, 48 B) and ~5 B not accounted buffer by buffer (it was ~17 until
@@ -199,11 +203,15 @@ GIB = 2**30
 
 
 def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", history_size: int = 20,
-                     halo: int = HALO, align: int = 16, dtype: torch.dtype = torch.float32) -> int:  # fmt: skip
+                     halo: int = HALO, align: int = 16, dtype: torch.dtype = torch.float32,
+                     keep: int = 1) -> int:  # fmt: skip
     """The memory model's peak of a scale at (height, width) ``size`` in tiles of ``tile`` px for a
-    network computing in ``dtype``: see :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two
-    moments (24 B per pixel), or L-BFGS's history pairs and its direction and previous gradient
-    (L-BFGS's count, not measured here)."""
+    network computing in ``dtype``, pass 1 keeping the graphs of its last ``keep`` tiles for pass 2:
+    see :data:`TILED_BASE_BYTES`. The optimiser's state is Adam's two moments (24 B per pixel), or
+    L-BFGS's history pairs and its direction and previous gradient (L-BFGS's count, not measured
+    here). Each kept graph but the one pass 2 starts with is held beside the largest tile's working
+    set, counted at a working set of its own (its input pixels x the tile bytes): an upper bound,
+    since a held graph has not yet made its backward's gradients."""
     from .optimize import history_at, optimizer_at
 
     pixels = size[0] * size[1]
@@ -214,11 +222,14 @@ def tiled_peak_bytes(size: tuple[int, int], tile: int, optimizer: str = "adam", 
         state = 24
     else:
         state = 12 * (2 * max(1, history_at(history_size, 3 * pixels)) + 2)
-    largest = max(_pixels(t) for t in tiles(size[0], size[1], tile, halo, align))
+    inputs = [_pixels(t) for t in tiles(size[0], size[1], tile, halo, align)]
+    largest = max(inputs)
     recomputing = TILE_RECOMPUTING_BYTES.get(dtype, TILE_RECOMPUTING_BYTES[torch.float32])
     keeping = TILE_KEEPING_BYTES * recomputing // TILE_RECOMPUTING_BYTES[torch.float32]  # (counted)
     per_tile = recomputing if largest > TILE_RECOMPUTE_ABOVE else keeping
-    tiles_phase = TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state) + largest * per_tile
+    held = sum(inputs[len(inputs) - min(keep, len(inputs)) : -1])  # the kept tiles but the last, pixels
+    tiles_phase = (TILED_BASE_BYTES + pixels * (WHOLE_BYTES_PER_PIXEL + target + state)
+                   + (largest + held) * per_tile)  # fmt: skip
     # Adam's step, between evaluations (no tile memory then): the four images, the target, the moments
     # and the step's two image-sized temporaries (sqrt of the second moment, its quotient): 8192x6144
     # bfloat16 peaked there, 5.04 GiB against 5.08 counted (BENCHMARKS.md, "Print size, sixth session").
@@ -263,6 +274,48 @@ def tile_for(settings, size: tuple[int, int], device: torch.device) -> int | Non
 
     s = settings
     return choose_tile(s.tile, size, device, budget=s.memory_budget, optimizer=s.optimizer,
+                       history_size=s.history_size, dtype=resolve_precision(s.precision, device))  # fmt: skip
+
+
+def print_limit_bytes(pixels: int) -> int:
+    """The issue's peak targets, 4 GiB at 4096x3072 and 8 GiB at 8192x6144, as a line for every size:
+    4 GiB x sqrt(pixels / 4096x3072) (2 GiB at 2048x1536). Without --memory-budget a tiled scale keeps
+    more tiles' graphs only within it (and within :data:`AUTO_SHARE` of the memory available)."""
+    return int(4 * GIB * math.sqrt(pixels / (4096 * 3072)))
+
+
+def choose_keep(size: tuple[int, int], tile: int, device: torch.device, *, budget: float | None = None,
+                optimizer: str = "adam", history_size: int = 20,
+                dtype: torch.dtype = torch.float32) -> int:  # fmt: skip
+    """How many of pass 1's last tiles keep their graph for pass 2 at a scale of (height, width)
+    ``size`` in tiles of ``tile`` px: the most, up to :data:`KEEP_MAX` and the grid's tiles, whose
+    modelled peak (:func:`tiled_peak_bytes`) fits the limit, at least 1 (today's, whatever the limit:
+    the tile itself was chosen to fit with one). The limit is ``budget`` GiB (--memory-budget), or
+    without one the smaller of :data:`AUTO_SHARE` of the memory available and
+    :func:`print_limit_bytes`. A kept graph only adds to the tiles' phase, so where Adam's step
+    between evaluations is the peak, graphs up to it cost no peak memory."""
+    if budget is not None:
+        limit = budget * GIB
+    else:
+        limit = min(AUTO_SHARE * available_bytes(device), print_limit_bytes(size[0] * size[1]))
+    count = len(list(tiles(size[0], size[1], tile, HALO, 16)))
+    keep = 1
+    for k in range(2, min(KEEP_MAX, count) + 1):
+        if tiled_peak_bytes(size, tile, optimizer, history_size, dtype=dtype, keep=k) > limit:
+            break
+        keep = k
+    return keep
+
+
+def keep_for(settings, size: tuple[int, int], device: torch.device, tile: int) -> int:
+    """:func:`choose_keep` for a scale of a run with these resolved settings, tiled in ``tile`` px
+    (or :data:`KEEP_TILES` where a benchmark or a test fixed it)."""
+    from .network import resolve_precision
+
+    if KEEP_TILES is not None:
+        return KEEP_TILES
+    s = settings
+    return choose_keep(size, tile, device, budget=s.memory_budget, optimizer=s.optimizer,
                        history_size=s.history_size, dtype=resolve_precision(s.precision, device))  # fmt: skip
 
 
@@ -336,6 +389,7 @@ class Tiler:
         self.halo, self.align = halo_for(names, self.head - 1)
         self.strides = {name: conv_reach(names, i)[1] for i, name in enumerate(names)}
         self.recompute = False  # set by tiles(), for the grid it cut last
+        self.keep = 1  # pass 1's last tiles whose graphs pass 2 reuses (the objective sets it: keep_for)
         # Halo trimming (module docstring): the margin (px) each convolution's input is cropped to
         # past the core, by module index; and each module's output window margin (None: the input's).
         self.crops: dict[int, int] = {}
@@ -587,7 +641,7 @@ class TiledEvaluation:
         content_sq = torch.zeros((), dtype=torch.float64, device=image.device)
         assembled = None
         kept: dict[Tile, tuple] = {}
-        keep = KEEP_TILES if KEEP_LAST_TILE else 0
+        keep = (tiler.keep if KEEP_TILES is None else KEEP_TILES) if KEEP_LAST_TILE else 0
         all_tiles = tiler.tiles(h, w)
         for i, t in enumerate(all_tiles):
             crop = image[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]]
