@@ -189,7 +189,8 @@ def settings_for(candidate: str, size: int) -> Settings:
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
            "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
            "laplacian_pools": [4.0, 16.0], "laplacian_gate": 0.0,
-           "laplacian_gate_floor": 0.0, "lowpass_weight": 0.0, "lowpass_pool": 16.0}  # fmt: skip
+           "laplacian_gate_floor": 0.0, "lowpass_weight": 0.0, "lowpass_pool": 16.0,
+           "carry_blur": 0.0}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:

@@ -139,7 +139,7 @@ def stylize(
             optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size, callback=emit, stop=stop,
             resume=resume, checkpoint_every=checkpoint_every,
             on_checkpoint=None if on_checkpoint is None else save, average=s.iterate_average,
-            detail=detail if s.carry_detail else None, seconds_at=seconds_at,
+            detail=detail if s.carry_detail else None, carry_blur=s.carry_blur, seconds_at=seconds_at,
         )  # fmt: skip
     image = color.with_chroma_of(out.image, content_full) if s.preserve_color == "luminance" else out.image
     final = ckpt.make_checkpoint(s, inputs, out.state()) if out.interrupted and out.params is not None else None

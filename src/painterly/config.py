@@ -197,6 +197,11 @@ class Settings:
         metadata={"help": "at each upsampling add back the content's detail the coarser scale lost "
                   "(content − up(down(content))), so a finer scale does not start blurry"},
     )  # fmt: skip
+    carry_blur: float = field(
+        default=0.0,
+        metadata={"help": "blur each coarser scale's result by a Gaussian of this sigma (its own pixels) before it "
+                  "is carried up to the next scale, so its pixel-level grain is not magnified (0: off)"},
+    )  # fmt: skip
     coarse_content_weight: float = field(
         default=1.0, metadata={"help": "α is multiplied by this at every scale but the final one"}
     )
@@ -357,6 +362,7 @@ class Settings:
             "laplacian_gate",
             "laplacian_gate_floor",
             "lowpass_weight",
+            "carry_blur",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -529,6 +535,7 @@ LIMITS = {
     "laplacian_gate": 1e3,
     "laplacian_gate_floor": 1.0,
     "lowpass_weight": 1e6,
+    "carry_blur": 16.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 
