@@ -263,11 +263,45 @@ def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_p
         Settings(**FAST, coarse_content_weight=-1.0).resolved()
 
 
+# ---------------------------------------------------------------- 5b. coarse_style_layer_weights (session 7)
+def test_coarse_style_layer_weights_replace_w_l_at_the_coarse_scales_only(tiny_pair):
+    content, style = tiny_pair
+    coarse = (0.0, 3.0)  # FAST's two style layers: relu1_1 off below the final scale, relu2_1 at 3
+    out = stylize(content, style, Settings(**FAST, coarse_style_layer_weights=coarse, laplacian_weight=0.0))
+    w = out.weights
+    assert w["layer_weights"] == {"relu1_1": 1.0, "relu2_1": 0.5}  # the report keeps the final scale's w_l
+    last = len(Settings(**FAST).scale_sizes()) - 1
+    norms = w["normalizers"]
+
+    def total(h, layer_weights):
+        style_part = sum(w["beta"] * layer_weights[n] / norms["style"][n] * h[f"style:{n}"] for n in norms["style"])
+        return w["alpha"] / norms["content"] * h["content"] + style_part + w["gamma"] / norms["tv"] * h["tv"]
+
+    assert {h["scale"] for h in out.history} == set(range(last + 1)) and last >= 1
+    for h in out.history:
+        weights = dict(zip(("relu1_1", "relu2_1"), coarse)) if h["scale"] < last else w["layer_weights"]
+        assert h["total"] == pytest.approx(total(h, weights), rel=1e-5)
+    # a coarse scale's total is not the one it would have with the final scale's weights
+    h = out.history[0]
+    assert abs(h["total"] - total(h, w["layer_weights"])) > 1e-3 * h["total"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [((1.0,), "has 1 values for 2 style layers"), ((1.0, -1.0), "finite numbers >= 0"),
+     ((1.0, float("inf")), "finite numbers >= 0")],
+)  # fmt: skip
+def test_bad_coarse_style_layer_weights_are_one_line(value, message):
+    with pytest.raises(InputError, match="--coarse-style-layer-weights") as error:
+        Settings(**FAST, coarse_style_layer_weights=value).resolved()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
 # ---------------------------------------------------------------- all five: off by default, recorded, replayed
 KNOBS = dict(style_loss="wasserstein", iterate_average=0.5, padding="replicate-first", carry_detail=True,
-             coarse_content_weight=3.0, carry_blur=0.5)  # fmt: skip
+             coarse_content_weight=3.0, carry_blur=0.5, coarse_style_layer_weights=(0.0, 1.0))  # fmt: skip
 OFF = dict(style_loss="gram", iterate_average=0.0, padding="zeros", carry_detail=False, coarse_content_weight=1.0,
-           carry_blur=0.0)  # fmt: skip
+           carry_blur=0.0, coarse_style_layer_weights=None)  # fmt: skip
 
 
 def test_every_option_is_off_by_default_and_off_is_todays_picture(tiny_pair):
@@ -290,21 +324,23 @@ def test_the_options_round_trip_through_a_record_and_the_command_line(tmp_path, 
     )
     content, style = tiny_pair
     flags = ["--style-loss", "wasserstein", "--iterate-average", "0.5", "--padding", "replicate-first",
-             "--carry-detail", "--coarse-content-weight", "3", "--carry-blur", "0.5"]  # fmt: skip
+             "--carry-detail", "--coarse-content-weight", "3", "--carry-blur", "0.5",
+             "--coarse-style-layer-weights", "0,1"]  # fmt: skip
     fast = ["--weights", "random", "--model", "vgg16", "--size", "40", "--iterations", "6", "--coarse-iterations",
             "4", "--start-size", "28", "--style-layers", "relu1_1,relu2_1", "--content-layer", "relu2_1",
             "--quiet"]  # fmt: skip
     first = tmp_path / "first.png"
     assert main([content, style, "-o", str(first), *fast, *flags]) == 0
     recorded = read_metadata(first)["settings"]
-    assert {k: recorded[k] for k in KNOBS} == KNOBS
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in KNOBS} == KNOBS
     again = tmp_path / "again.png"
     assert main(["--config", str(first), "-o", str(again), "--quiet"]) == 0
     assert torch.equal(load_image(again), load_image(first))
 
 
 @pytest.mark.parametrize("flag", ["--style-loss=mrf", "--padding=reflect", "--iterate-average=1",
-                                  "--coarse-content-weight=-2", "--carry-blur=-1"])  # fmt: skip
+                                  "--coarse-content-weight=-2", "--carry-blur=-1",
+                                  "--coarse-style-layer-weights=1"])  # fmt: skip
 def test_a_bad_option_on_the_command_line_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
     from painterly.cli import main
 
