@@ -170,6 +170,11 @@ CANDIDATES: dict[str, dict] = {
     "low1": {"lowpass_weight": 1.0},
     "low3": {"lowpass_weight": 3.0},
     "low1f01": {"lowpass_weight": 1.0, "laplacian_gate_floor": 0.1},
+    # Session 7: the fine ripple. The coarse scales' result blurred (σ px of that scale) before it is carried
+    # up; the coarse scales without the shallow style layers (relu1_2, relu2_2 at 0 below the final scale).
+    "blur07": {"carry_blur": 0.7},
+    "blur1": {"carry_blur": 1.0},
+    "coarse_deep": {"coarse_style_layer_weights": (0.0, 0.0, 0.25, 0.125, 0.0625)},
 }
 
 
@@ -189,7 +194,8 @@ def settings_for(candidate: str, size: int) -> Settings:
 NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "carry_detail": False,
            "coarse_content_weight": 1.0, "strength": None, "laplacian_weight": 0.0,
            "laplacian_pools": [4.0, 16.0], "laplacian_gate": 0.0,
-           "laplacian_gate_floor": 0.0, "lowpass_weight": 0.0, "lowpass_pool": 16.0}  # fmt: skip
+           "laplacian_gate_floor": 0.0, "lowpass_weight": 0.0, "lowpass_pool": 16.0,
+           "carry_blur": 0.0, "coarse_style_layer_weights": None}  # fmt: skip
 
 
 def settings_key(s: Settings) -> dict:

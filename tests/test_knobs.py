@@ -174,6 +174,67 @@ def test_carry_detail_starts_each_finer_scale_with_the_contents_lost_detail(tiny
     assert detail(plain_start) < detail(start)
 
 
+# ---------------------------------------------------------------- 4b. carry_blur (session 7)
+def test_gaussian_blur_of_an_impulse_is_the_hand_computed_kernel():
+    from painterly.optimize import gaussian_blur
+
+    # σ = 1: taps exp(-i²/2) for i = -3..3, Σ = 1 + 2 (e^-0.5 + e^-2 + e^-4.5) = 2.505950; the centre of a
+    # blurred unit impulse is (1/Σ)² = 0.159241 (≈ 1/2π), its neighbour e^-0.5/Σ² = 0.096585, the
+    # diagonal e^-1/Σ² = 0.058582, and three pixels out along a row e^-4.5/Σ² = 0.001769
+    image = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    image[..., 4, 4] = 1
+    out = gaussian_blur(image, 1.0)
+    assert out[0, 0, 4, 4].item() == pytest.approx(0.159241, abs=1e-6)
+    assert out[0, 0, 4, 5].item() == pytest.approx(0.096585, abs=1e-6)
+    assert out[0, 0, 3, 5].item() == pytest.approx(0.058582, abs=1e-6)
+    assert out[0, 0, 4, 7].item() == pytest.approx(0.001769, abs=1e-6)
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-12)  # nothing reaches the edge: nothing lost
+
+
+def test_gaussian_blur_reflects_at_the_edge_keeps_constants_and_channels_apart():
+    from painterly.optimize import gaussian_blur
+
+    # a row [1, 0, 0, 0] at σ = 0.5: radius 2, taps exp(-2 i²) = [e^-8, e^-2, 1, e^-2, e^-8] / S with
+    # S = 1 + 2 e^-2 + 2 e^-8 = 1.271341; reflected, the row reads [0, 0, 1, 0, 0, 0, 0] around pixel 0
+    # (… x2 x1 | x0 x1 x2 …), so out[0] = 1/S = 0.786571 and out[1] = e^-2/S = 0.106451, out[2] = e^-8/S
+    row = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]]], dtype=torch.float64)
+    out = gaussian_blur(row, 0.5)  # one pixel tall: the column is left as it is
+    assert out[0, 0, 0, 0].item() == pytest.approx(0.786571, abs=1e-6)
+    assert out[0, 0, 0, 1].item() == pytest.approx(0.106451, abs=1e-6)
+    assert out[0, 0, 0, 2].item() == pytest.approx(0.000264, abs=1e-6)
+    flat = torch.full((1, 3, 5, 7), 0.25)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat, atol=1e-7)  # radius 6 > the sides: cut to fit
+    g = torch.Generator().manual_seed(0)
+    two = torch.rand(1, 2, 8, 8, generator=g)
+    both = gaussian_blur(two, 1.0)
+    assert torch.allclose(both[:, 1:], gaussian_blur(two[:, 1:], 1.0))  # each channel on its own
+    assert gaussian_blur(two, 0.0) is two
+
+
+def test_carry_blur_blurs_each_coarse_result_before_it_is_carried_up(tiny_pair):
+    from painterly.optimize import gaussian_blur, upsample
+
+    content, style = tiny_pair
+    steps = []
+    stylize(content, style, Settings(**FAST, carry_blur=1.0), callback=steps.append)
+    coarse_out = [x.image for x in steps if x.scale == 0][-1]
+    start = next(x.image for x in steps if x.scale == 1)
+    expected = upsample(gaussian_blur(coarse_out, 1.0), tuple(start.shape[-2:]))
+    assert torch.allclose(start, expected, atol=1e-6)
+    assert not torch.allclose(start, upsample(coarse_out, tuple(start.shape[-2:])), atol=1e-3)
+    first = next(x.image for x in steps if x.scale == 0)  # the first scale starts from the content, unblurred
+    plain = []
+    stylize(content, style, Settings(**FAST), callback=plain.append)
+    assert torch.equal(first, next(x.image for x in plain if x.scale == 0))
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), 17.0])
+def test_a_bad_carry_blur_is_one_line(value):
+    with pytest.raises(InputError, match="--carry-blur") as error:
+        Settings(**FAST, carry_blur=value).resolved()
+    assert "\n" not in str(error.value)
+
+
 # ---------------------------------------------------------------- 5. coarse_content_weight
 def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_pair):
     content, style = tiny_pair
@@ -202,10 +263,45 @@ def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_p
         Settings(**FAST, coarse_content_weight=-1.0).resolved()
 
 
+# ---------------------------------------------------------------- 5b. coarse_style_layer_weights (session 7)
+def test_coarse_style_layer_weights_replace_w_l_at_the_coarse_scales_only(tiny_pair):
+    content, style = tiny_pair
+    coarse = (0.0, 3.0)  # FAST's two style layers: relu1_1 off below the final scale, relu2_1 at 3
+    out = stylize(content, style, Settings(**FAST, coarse_style_layer_weights=coarse, laplacian_weight=0.0))
+    w = out.weights
+    assert w["layer_weights"] == {"relu1_1": 1.0, "relu2_1": 0.5}  # the report keeps the final scale's w_l
+    last = len(Settings(**FAST).scale_sizes()) - 1
+    norms = w["normalizers"]
+
+    def total(h, layer_weights):
+        style_part = sum(w["beta"] * layer_weights[n] / norms["style"][n] * h[f"style:{n}"] for n in norms["style"])
+        return w["alpha"] / norms["content"] * h["content"] + style_part + w["gamma"] / norms["tv"] * h["tv"]
+
+    assert {h["scale"] for h in out.history} == set(range(last + 1)) and last >= 1
+    for h in out.history:
+        weights = dict(zip(("relu1_1", "relu2_1"), coarse)) if h["scale"] < last else w["layer_weights"]
+        assert h["total"] == pytest.approx(total(h, weights), rel=1e-5)
+    # a coarse scale's total is not the one it would have with the final scale's weights
+    h = out.history[0]
+    assert abs(h["total"] - total(h, w["layer_weights"])) > 1e-3 * h["total"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [((1.0,), "has 1 values for 2 style layers"), ((1.0, -1.0), "finite numbers >= 0"),
+     ((1.0, float("inf")), "finite numbers >= 0")],
+)  # fmt: skip
+def test_bad_coarse_style_layer_weights_are_one_line(value, message):
+    with pytest.raises(InputError, match="--coarse-style-layer-weights") as error:
+        Settings(**FAST, coarse_style_layer_weights=value).resolved()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
 # ---------------------------------------------------------------- all five: off by default, recorded, replayed
 KNOBS = dict(style_loss="wasserstein", iterate_average=0.5, padding="replicate-first", carry_detail=True,
-             coarse_content_weight=3.0)  # fmt: skip
-OFF = dict(style_loss="gram", iterate_average=0.0, padding="zeros", carry_detail=False, coarse_content_weight=1.0)
+             coarse_content_weight=3.0, carry_blur=0.5, coarse_style_layer_weights=(0.0, 1.0))  # fmt: skip
+OFF = dict(style_loss="gram", iterate_average=0.0, padding="zeros", carry_detail=False, coarse_content_weight=1.0,
+           carry_blur=0.0, coarse_style_layer_weights=None)  # fmt: skip
 
 
 def test_every_option_is_off_by_default_and_off_is_todays_picture(tiny_pair):
@@ -228,21 +324,23 @@ def test_the_options_round_trip_through_a_record_and_the_command_line(tmp_path, 
     )
     content, style = tiny_pair
     flags = ["--style-loss", "wasserstein", "--iterate-average", "0.5", "--padding", "replicate-first",
-             "--carry-detail", "--coarse-content-weight", "3"]  # fmt: skip
+             "--carry-detail", "--coarse-content-weight", "3", "--carry-blur", "0.5",
+             "--coarse-style-layer-weights", "0,1"]  # fmt: skip
     fast = ["--weights", "random", "--model", "vgg16", "--size", "40", "--iterations", "6", "--coarse-iterations",
             "4", "--start-size", "28", "--style-layers", "relu1_1,relu2_1", "--content-layer", "relu2_1",
             "--quiet"]  # fmt: skip
     first = tmp_path / "first.png"
     assert main([content, style, "-o", str(first), *fast, *flags]) == 0
     recorded = read_metadata(first)["settings"]
-    assert {k: recorded[k] for k in KNOBS} == KNOBS
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in KNOBS} == KNOBS
     again = tmp_path / "again.png"
     assert main(["--config", str(first), "-o", str(again), "--quiet"]) == 0
     assert torch.equal(load_image(again), load_image(first))
 
 
 @pytest.mark.parametrize("flag", ["--style-loss=mrf", "--padding=reflect", "--iterate-average=1",
-                                  "--coarse-content-weight=-2"])  # fmt: skip
+                                  "--coarse-content-weight=-2", "--carry-blur=-1",
+                                  "--coarse-style-layer-weights=1"])  # fmt: skip
 def test_a_bad_option_on_the_command_line_is_one_line_and_exit_2(tmp_path, tiny_pair, capsys, flag):
     from painterly.cli import main
 

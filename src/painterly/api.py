@@ -113,6 +113,9 @@ def stylize(
         weights = None
         if index < len(plans) - 1 and s.coarse_content_weight != 1:  # α × this at the coarser scales
             weights = dataclasses.replace(problem.weights, alpha=problem.weights.alpha * s.coarse_content_weight)
+        if index < len(plans) - 1 and s.coarse_style_layer_weights is not None:  # w_l at the coarser scales
+            layer_weights = dict(zip(s.style_layers, s.coarse_style_layer_weights))
+            weights = dataclasses.replace(weights or problem.weights, layer_weights=layer_weights)
         return _with_extra(problem.objective_at(plans[index].size, weights), extra_terms)
 
     def detail(coarse: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -139,7 +142,7 @@ def stylize(
             optimizer=s.optimizer, lr=s.learning_rate, history_size=s.history_size, callback=emit, stop=stop,
             resume=resume, checkpoint_every=checkpoint_every,
             on_checkpoint=None if on_checkpoint is None else save, average=s.iterate_average,
-            detail=detail if s.carry_detail else None, seconds_at=seconds_at,
+            detail=detail if s.carry_detail else None, carry_blur=s.carry_blur, seconds_at=seconds_at,
         )  # fmt: skip
     image = color.with_chroma_of(out.image, content_full) if s.preserve_color == "luminance" else out.image
     final = ckpt.make_checkpoint(s, inputs, out.state()) if out.interrupted and out.params is not None else None

@@ -197,9 +197,20 @@ class Settings:
         metadata={"help": "at each upsampling add back the content's detail the coarser scale lost "
                   "(content − up(down(content))), so a finer scale does not start blurry"},
     )  # fmt: skip
+    carry_blur: float = field(
+        default=0.0,
+        metadata={"help": "blur each coarser scale's result by a Gaussian of this sigma (its own pixels) before it "
+                  "is carried up to the next scale, so its pixel-level grain is not magnified (0: off)"},
+    )  # fmt: skip
     coarse_content_weight: float = field(
         default=1.0, metadata={"help": "α is multiplied by this at every scale but the final one"}
     )
+    coarse_style_layer_weights: tuple[float, ...] | None = field(
+        default=None,
+        metadata={"help": "per-style-layer weights w_l at every scale but the final one (default: --style-layer-"
+                  "weights); e.g. 0,0,0.25,0.125,0.0625 leaves the shallow layers' pixel-level texture to the final "
+                  "scale"},
+    )  # fmt: skip
     laplacian_weight: float | None = field(
         default=None,
         metadata={"help": "λ of a Laplacian content term (Li et al. 2017): charges for edges and spots painted where "
@@ -358,6 +369,7 @@ class Settings:
             "laplacian_gate",
             "laplacian_gate_floor",
             "lowpass_weight",
+            "carry_blur",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -394,12 +406,18 @@ class Settings:
                     f"--style-layer-weights has {len(self.style_layer_weights)} values "
                     f"for {len(self.style_layers)} style layers"
                 )
-        for name in ("style_layers", "style_layer_weights", "style_blend_weights", "scales"):
+            coarse = self.coarse_style_layer_weights
+            if coarse is not None and len(coarse) != len(self.style_layers):
+                raise InputError(
+                    f"--coarse-style-layer-weights has {len(coarse)} values for {len(self.style_layers)} style layers"
+                )
+        lists = ("style_layers", "style_layer_weights", "style_blend_weights", "scales", "coarse_style_layer_weights")
+        for name in lists:
             if len(getattr(self, name) or ()) > MAX_LIST:
                 raise InputError(
                     f"--{name.replace('_', '-')} has {len(getattr(self, name))} values; at most {MAX_LIST}"
                 )
-        for name in ("style_layer_weights", "style_blend_weights"):
+        for name in ("style_layer_weights", "style_blend_weights", "coarse_style_layer_weights"):
             for w in getattr(self, name) or ():
                 if not _finite(w) or w < 0:
                     raise InputError(f"--{name.replace('_', '-')} values must be finite numbers >= 0, got {w!r}")
@@ -530,6 +548,7 @@ LIMITS = {
     "laplacian_gate": 1e3,
     "laplacian_gate_floor": 1.0,
     "lowpass_weight": 1e6,
+    "carry_blur": 16.0,
 }
 MAX_LIST = 64  # values in any list setting (layers, layer weights, blend weights, scales)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -165,6 +166,29 @@ def upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of ``(N, C, H, W)`` blurred by a Gaussian of σ pixels: separable, its kernel cut at
+    ±⌈3σ⌉ and summing to 1, edges reflected (a side of 1 pixel is left as it is along that side).
+    σ = 0 returns the image itself."""
+    if sigma <= 0:
+        return image
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(device=image.device, dtype=image.dtype)
+    n, c, h, w = image.shape
+    out = image.reshape(n * c, 1, h, w)
+    for dim, length in ((3, w), (2, h)):
+        pad = min(radius, length - 1)  # reflect needs pad < length; the kernel is cut to match
+        if pad == 0:
+            continue
+        k = kernel[radius - pad : radius + pad + 1]
+        padding = (pad, pad, 0, 0) if dim == 3 else (0, 0, pad, pad)
+        shape = (1, 1, 1, -1) if dim == 3 else (1, 1, -1, 1)
+        out = F.conv2d(F.pad(out, padding, mode="reflect"), (k / k.sum()).view(shape))
+    return out.reshape(n, c, h, w)
+
+
 def run_scales(
     plans: list[ScalePlan],
     make_objective: Callable[[int], Terms],
@@ -181,6 +205,7 @@ def run_scales(
     checkpoint_every: float = 0.0,
     average: float = 0.0,
     detail: Callable[[tuple[int, int], tuple[int, int]], torch.Tensor] | None = None,
+    carry_blur: float = 0.0,
     seconds_at: Callable[[tuple[int, int]], float] | None = None,
 ) -> LoopResult:
     """Optimise on ``device`` at every scale in ``plans``; ``make_objective(i)`` builds scale i's objective.
@@ -197,6 +222,9 @@ def run_scales(
     evaluated, ā_t = (Σ_i (1−d) d^(t−i) x_i) / (1 − d^t), rather than the last of them (crowsonkb keeps
     one, decay 0.99): it smooths the last steps' jitter. The average restarts at each scale.
 
+    With ``carry_blur`` (σ in pixels of the coarser scale; 0: off) each coarse result is blurred by a
+    Gaussian of that σ before it is upsampled: its pixel-level grain is not carried up and magnified.
+
     With ``detail``, ``detail(coarse_size, size)`` is added to each upsampled result (then clamped to
     [0, 1]): what the content loses between the two sizes, so the finer scale does not start blurry.
     """
@@ -209,7 +237,7 @@ def run_scales(
             image = init(size)
         elif tuple(image.shape[-2:]) != size:
             coarse = tuple(image.shape[-2:])
-            image = upsample(image, size)
+            image = upsample(gaussian_blur(image, carry_blur), size)
             if detail is not None:
                 image = (image + detail(coarse, size).to(image.device)).clamp(0, 1)
         objective = make_objective(index)
