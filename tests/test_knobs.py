@@ -176,7 +176,7 @@ def test_carry_detail_starts_each_finer_scale_with_the_contents_lost_detail(tiny
 
 # ---------------------------------------------------------------- 4b. carry_blur (session 7)
 def test_gaussian_blur_of_an_impulse_is_the_hand_computed_kernel():
-    from painterly.optimize import gaussian_blur
+    from painterly.image import gaussian_blur
 
     # σ = 1: taps exp(-i²/2) for i = -3..3, Σ = 1 + 2 (e^-0.5 + e^-2 + e^-4.5) = 2.505950; the centre of a
     # blurred unit impulse is (1/Σ)² = 0.159241 (≈ 1/2π), its neighbour e^-0.5/Σ² = 0.096585, the
@@ -192,7 +192,7 @@ def test_gaussian_blur_of_an_impulse_is_the_hand_computed_kernel():
 
 
 def test_gaussian_blur_reflects_at_the_edge_keeps_constants_and_channels_apart():
-    from painterly.optimize import gaussian_blur
+    from painterly.image import gaussian_blur
 
     # a row [1, 0, 0, 0] at σ = 0.5: radius 2, taps exp(-2 i²) = [e^-8, e^-2, 1, e^-2, e^-8] / S with
     # S = 1 + 2 e^-2 + 2 e^-8 = 1.271341; reflected, the row reads [0, 0, 1, 0, 0, 0, 0] around pixel 0
@@ -212,7 +212,8 @@ def test_gaussian_blur_reflects_at_the_edge_keeps_constants_and_channels_apart()
 
 
 def test_carry_blur_blurs_each_coarse_result_before_it_is_carried_up(tiny_pair):
-    from painterly.optimize import gaussian_blur, upsample
+    from painterly.image import gaussian_blur
+    from painterly.optimize import upsample
 
     content, style = tiny_pair
     steps = []

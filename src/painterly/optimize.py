@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .image import gaussian_blur
 from .plan import ScalePlan, evaluations, modelled_seconds, seconds_left
 
 # A non-finite loss rolls back to the last good image and retries with a halved step this often.
@@ -164,29 +164,6 @@ def make_optimizer(name: str, param: torch.Tensor, lr: float, history_size: int)
 def upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Carry a coarse result up to the next scale (bicubic, kept in [0, 1])."""
     return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-
-
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Each channel of ``(N, C, H, W)`` blurred by a Gaussian of σ pixels: separable, its kernel cut at
-    ±⌈3σ⌉ and summing to 1, edges reflected (a side of 1 pixel is left as it is along that side).
-    σ = 0 returns the image itself."""
-    if sigma <= 0:
-        return image
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(device=image.device, dtype=image.dtype)
-    n, c, h, w = image.shape
-    out = image.reshape(n * c, 1, h, w)
-    for dim, length in ((3, w), (2, h)):
-        pad = min(radius, length - 1)  # reflect needs pad < length; the kernel is cut to match
-        if pad == 0:
-            continue
-        k = kernel[radius - pad : radius + pad + 1]
-        padding = (pad, pad, 0, 0) if dim == 3 else (0, 0, pad, pad)
-        shape = (1, 1, 1, -1) if dim == 3 else (1, 1, -1, 1)
-        out = F.conv2d(F.pad(out, padding, mode="reflect"), (k / k.sum()).view(shape))
-    return out.reshape(n, c, h, w)
 
 
 def run_scales(

@@ -36,7 +36,8 @@ import math
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
+
+from .image import gaussian_blur
 
 REFERENCE_SIDE = 512  # lengths below are pixels at this longest side
 CONTENT_SIGMAS = (2.0, 4.0, 8.0)
@@ -52,22 +53,6 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
         return image.float()
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
     return (image.float() * weights).sum(1, keepdim=True)
-
-
-def blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (1, 1, H, W) with σ in pixels (reflected edges, separable, ±3σ)."""
-    if sigma <= 0:
-        return y
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    h, w = y.shape[-2:]
-    pad_h, pad_w = min(radius, h - 1), min(radius, w - 1)
-    out = F.pad(y, (pad_w, pad_w, 0, 0), mode="reflect") if pad_w else y
-    out = F.conv2d(out, kernel[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1))
-    out = F.pad(out, (0, 0, pad_h, pad_h), mode="reflect") if pad_h else out
-    return F.conv2d(out, kernel[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1))
 
 
 def gradients(y: torch.Tensor) -> torch.Tensor:
@@ -96,7 +81,7 @@ def gradient_correlation(output: torch.Tensor, content: torch.Tensor, sigma: flo
     """Correlation of the luminance gradient fields after a blur of σ px (at 512 px)."""
     _check(output, content)
     s = sigma * _scale(content)
-    return _correlation(gradients(blur(luminance(output), s)), gradients(blur(luminance(content), s)))
+    return _correlation(gradients(gaussian_blur(luminance(output), s)), gradients(gaussian_blur(luminance(content), s)))
 
 
 def content_kept(output: torch.Tensor, content: torch.Tensor, sigmas: tuple[float, ...] = CONTENT_SIGMAS) -> float:
@@ -108,7 +93,7 @@ def weakest_region(output: torch.Tensor, content: torch.Tensor, grid: int = REGI
     """The lowest gradient correlation at σ = 4 px over the cells of a grid×grid split that hold structure."""
     _check(output, content)
     s = REGION_SIGMA * _scale(content)
-    go, gc = gradients(blur(luminance(output), s)), gradients(blur(luminance(content), s))
+    go, gc = gradients(gaussian_blur(luminance(output), s)), gradients(gaussian_blur(luminance(content), s))
     h, w = gc.shape[-2:]
     cells = []
     for i in range(grid):
@@ -127,8 +112,8 @@ def invented(output: torch.Tensor, content: torch.Tensor, sigma: float = INVENTE
     over the content's coarse luminance standard deviation (0: nothing large was invented)."""
     _check(output, content)
     s = sigma * _scale(content)
-    yo = blur(luminance(output), s).flatten().double()
-    yc = blur(luminance(content), s).flatten().double()
+    yo = gaussian_blur(luminance(output), s).flatten().double()
+    yc = gaussian_blur(luminance(content), s).flatten().double()
     spread = float(yc.std())
     if spread == 0:
         return 0.0
