@@ -175,6 +175,10 @@ CANDIDATES: dict[str, dict] = {
     "blur07": {"carry_blur": 0.7},
     "blur1": {"carry_blur": 1.0},
     "coarse_deep": {"coarse_style_layer_weights": (0.0, 0.0, 0.25, 0.125, 0.0625)},
+    # Session 8: the shallow layers partly on at the coarse scales (coarse_deep's flares on the coins, its
+    # smaller swirls): relu1_2, relu2_2 at 0.3 and at 0.5 of the default's w_l, the deep three as the default.
+    "coarse_soft": {"coarse_style_layer_weights": (0.3, 0.15, 0.25, 0.125, 0.0625)},
+    "coarse_half": {"coarse_style_layer_weights": (0.5, 0.25, 0.25, 0.125, 0.0625)},
 }
 
 
