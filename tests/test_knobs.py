@@ -240,8 +240,10 @@ def test_a_bad_carry_blur_is_one_line(value):
 def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_pair):
     content, style = tiny_pair
     k = 4.0
-    # the seed's terms only (no Laplacian term): the total below is their weighted sum
-    out = stylize(content, style, Settings(**FAST, coarse_content_weight=k, laplacian_weight=0.0))
+    # the seed's terms only (no Laplacian term, every scale the final one's w_l): the total below is their weighted sum
+    out = stylize(
+        content, style, Settings(**FAST, coarse_content_weight=k, laplacian_weight=0.0, coarse_shallow_weight=1.0)
+    )
     w = out.weights
     last = len(Settings(**FAST).scale_sizes()) - 1
 
@@ -259,7 +261,9 @@ def test_coarse_content_weight_multiplies_alpha_at_the_coarse_scales_only(tiny_p
     assert {h["scale"] for h in out.history} == set(range(last + 1)) and last >= 1
     for h in out.history:
         assert h["total"] == pytest.approx(total(h, k if h["scale"] < last else 1.0), rel=1e-5)
-    assert not torch.equal(out.image, stylize(content, style, Settings(**FAST, laplacian_weight=0.0)).image)
+    assert not torch.equal(
+        out.image, stylize(content, style, Settings(**FAST, laplacian_weight=0.0, coarse_shallow_weight=1.0)).image
+    )
     with pytest.raises(InputError, match="--coarse-content-weight"):
         Settings(**FAST, coarse_content_weight=-1.0).resolved()
 
@@ -285,6 +289,43 @@ def test_coarse_style_layer_weights_replace_w_l_at_the_coarse_scales_only(tiny_p
     # a coarse scale's total is not the one it would have with the final scale's weights
     h = out.history[0]
     assert abs(h["total"] - total(h, w["layer_weights"])) > 1e-3 * h["total"]
+
+
+# ---------------------------------------------------------------- 5c. coarse_shallow_weight (session 8: on by default)
+def test_the_default_weighs_blocks_1_and_2_by_0_3_at_the_coarse_scales_only(tiny_pair):
+    content, style = tiny_pair
+    s = Settings(**FAST, laplacian_weight=0.0)
+    r = s.resolved()
+    assert r.coarse_shallow_weight == 0.3 and r.style_layer_weights == (1.0, 0.5)
+    assert r.coarse_layer_weights() == pytest.approx((0.3, 0.15))  # relu1_1, relu2_1: both in blocks 1-2
+    out = stylize(content, style, s)
+    w, norms = out.weights, out.weights["normalizers"]
+    last = len(s.scale_sizes()) - 1
+
+    def total(h, layer_weights):
+        style_part = sum(w["beta"] * layer_weights[n] / norms["style"][n] * h[f"style:{n}"] for n in norms["style"])
+        return w["alpha"] / norms["content"] * h["content"] + style_part + w["gamma"] / norms["tv"] * h["tv"]
+
+    coarse = {"relu1_1": 0.3, "relu2_1": 0.15}
+    assert {h["scale"] for h in out.history} == set(range(last + 1)) and last >= 1
+    for h in out.history:
+        assert h["total"] == pytest.approx(total(h, coarse if h["scale"] < last else w["layer_weights"]), rel=1e-5)
+    # 1 is the seed's objective at every scale, and --no-normalize keeps it
+    assert Settings(**FAST, coarse_shallow_weight=1.0).resolved().coarse_layer_weights() is None
+    assert Settings(**FAST, normalize=False).resolved().coarse_layer_weights() is None
+
+
+def test_coarse_shallow_weight_touches_only_blocks_1_and_2_and_yields_to_explicit_weights():
+    deep = Settings(
+        model="vgg16", weights="random", style_layers=("relu1_1", "relu3_1", "relu5_1"), coarse_shallow_weight=0.5
+    )
+    assert deep.resolved().coarse_layer_weights() == pytest.approx((0.5, 0.5, 0.25))  # w_l 1, 0.5, 0.25
+    given = Settings(**FAST, coarse_style_layer_weights=(0.0, 2.0)).resolved()
+    assert given.coarse_layer_weights() == (0.0, 2.0)
+    for bad in (-1.0, float("nan"), 1e7):
+        with pytest.raises(InputError, match="--coarse-shallow-weight") as error:
+            Settings(**FAST, coarse_shallow_weight=bad).resolved()
+        assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize(

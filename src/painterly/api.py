@@ -113,8 +113,9 @@ def stylize(
         weights = None
         if index < len(plans) - 1 and s.coarse_content_weight != 1:  # α × this at the coarser scales
             weights = dataclasses.replace(problem.weights, alpha=problem.weights.alpha * s.coarse_content_weight)
-        if index < len(plans) - 1 and s.coarse_style_layer_weights is not None:  # w_l at the coarser scales
-            layer_weights = dict(zip(s.style_layers, s.coarse_style_layer_weights))
+        coarse_layer_weights = s.coarse_layer_weights()
+        if index < len(plans) - 1 and coarse_layer_weights is not None:  # w_l at the coarser scales
+            layer_weights = dict(zip(s.style_layers, coarse_layer_weights))
             weights = dataclasses.replace(weights or problem.weights, layer_weights=layer_weights)
         return _with_extra(problem.objective_at(plans[index].size, weights), extra_terms)
 

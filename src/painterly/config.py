@@ -51,6 +51,10 @@ START_SIZE = 256
 # the photograph has structure and leaves its smooth regions to the style (docs/quality.md, session 5).
 # Ungated, λ = 1 all but removed the style from very smooth photographs (a sky, a retina: session 4).
 LAPLACIAN_WEIGHT = 1.0
+# The style weights of blocks 1 and 2 (relu1_*, relu2_*) are multiplied by this at every scale but the
+# final one (normalised terms): the coarse scales lay out the style's larger strokes and leave the
+# pixel-level texture, which each upsampling would magnify, to the final scale (docs/quality.md, session 8).
+COARSE_SHALLOW_WEIGHT = 0.3
 # The Laplacian term's gate (objective.laplacian_gate, --laplacian-gate): 0 = Li et al.'s term, every cell
 # alike; t > 0 = only where the photograph has structure (cells at t × the picture's mean pooled
 # Laplacian energy or more fully, smooth ones not at all), so skies and other smooth regions stay
@@ -211,6 +215,13 @@ class Settings:
                   "weights); e.g. 0,0,0.25,0.125,0.0625 leaves the shallow layers' pixel-level texture to the final "
                   "scale"},
     )  # fmt: skip
+    coarse_shallow_weight: float | None = field(
+        default=None,
+        metadata={"help": "the style-layer weights of blocks 1 and 2 (relu1_*, relu2_*) are multiplied by this at "
+                  "every scale but the final one, so the coarse scales lay out larger strokes and leave pixel-level "
+                  f"texture to the final scale (default: {COARSE_SHALLOW_WEIGHT:g} with the normalised terms, 1 with "
+                  "--no-normalize, the seed's; --coarse-style-layer-weights, when given, wins)"},
+    )  # fmt: skip
     laplacian_weight: float | None = field(
         default=None,
         metadata={"help": "λ of a Laplacian content term (Li et al. 2017): charges for edges and spots painted where "
@@ -307,6 +318,7 @@ class Settings:
             style_weight=style_weight if self.style_weight is None else self.style_weight,
             tv_weight=d.tv_weight if self.tv_weight is None else self.tv_weight,
             laplacian_weight=self._laplacian_weight(),
+            coarse_shallow_weight=self._coarse_shallow_weight(),
             learning_rate=self.learning_rate or (1.0 if self.optimizer == "lbfgs" else 0.02),
         )
         out.validate()
@@ -320,6 +332,25 @@ class Settings:
         if not self.normalize:
             return 0.0
         return LAPLACIAN_WEIGHT if self.strength is None else strength_laplacian(self.strength)
+
+    def _coarse_shallow_weight(self) -> float:
+        """Given by hand wins; else 1 with --no-normalize (the seed's objective at every scale), else
+        COARSE_SHALLOW_WEIGHT. Checked by validate()."""
+        if self.coarse_shallow_weight is not None:
+            return self.coarse_shallow_weight
+        return COARSE_SHALLOW_WEIGHT if self.normalize else 1.0
+
+    def coarse_layer_weights(self) -> tuple[float, ...] | None:
+        """w_l at every scale but the final one (of resolved settings), or None where they are the final
+        scale's: --coarse-style-layer-weights if given, else --style-layer-weights with blocks 1 and 2
+        times --coarse-shallow-weight."""
+        if self.coarse_style_layer_weights is not None:
+            return self.coarse_style_layer_weights
+        factor = 1.0 if self.coarse_shallow_weight is None else self.coarse_shallow_weight
+        if factor == 1.0:
+            return None
+        weights = self.style_layer_weights or ()
+        return tuple(w * factor if _block(n) <= 2 else w for n, w in zip(self.style_layers or (), weights))
 
     def validate(self) -> None:
         """Raise a one-line :class:`InputError` for any value out of range.
@@ -370,6 +401,7 @@ class Settings:
             "laplacian_gate_floor",
             "lowpass_weight",
             "carry_blur",
+            "coarse_shallow_weight",
         ):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value < 0):
@@ -543,6 +575,7 @@ LIMITS = {
     "style_scale": 100.0,
     "scale_step": 16.0,
     "coarse_content_weight": 1e6,
+    "coarse_shallow_weight": 1e6,
     "laplacian_weight": 1e6,
     "laplacian_pools": 512.0,
     "laplacian_gate": 1e3,
@@ -557,6 +590,12 @@ def _scaled(height: int, width: int, longest: int) -> tuple[int, int]:
     from .plan import scaled  # plan imports this module
 
     return scaled(height, width, longest)
+
+
+def _block(layer: str) -> int:
+    """The VGG block a tap is in: relu1_2 and pool1 are in 1, conv3_4 in 3."""
+    digits = "".join(c for c in layer.split("_")[0] if c.isdigit())
+    return int(digits) if digits else 0
 
 
 def _finite(value: Any) -> bool:
