@@ -179,6 +179,8 @@ CANDIDATES: dict[str, dict] = {
     # smaller swirls): relu1_2, relu2_2 at 0.3 and at 0.5 of the default's w_l, the deep three as the default.
     "coarse_soft": {"coarse_style_layer_weights": (0.3, 0.15, 0.25, 0.125, 0.0625)},
     "coarse_half": {"coarse_style_layer_weights": (0.5, 0.25, 0.25, 0.125, 0.0625)},
+    # The default before --coarse-shallow-weight 0.3 (session 8's lead): the final scale's w_l at every scale.
+    "shallow1": {"coarse_shallow_weight": 1.0},
 }
 
 
