@@ -212,8 +212,8 @@ class Settings:
     coarse_style_layer_weights: tuple[float, ...] | None = field(
         default=None,
         metadata={"help": "per-style-layer weights w_l at every scale but the final one (default: --style-layer-"
-                  "weights with blocks 1 and 2 x --coarse-shallow-weight); e.g. 0,0,0.25,0.125,0.0625 leaves the shallow layers' pixel-level texture to the final "
-                  "scale"},
+                  "weights with blocks 1 and 2 x --coarse-shallow-weight); e.g. 0,0,0.25,0.125,0.0625 leaves the "
+                  "shallow layers' pixel-level texture to the final scale"},
     )  # fmt: skip
     coarse_shallow_weight: float | None = field(
         default=None,
