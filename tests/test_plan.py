@@ -165,3 +165,22 @@ def test_bad_taper_exponent_is_one_line_exit_2(tmp_path, tiny_pair, capsys, valu
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "taper-exponent" in err[0] and "Traceback" not in err[0], err
     assert not out.exists()
+
+
+def test_the_taper_benchmark_saves_the_counts_each_exponent_gives_a_portrait(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # benchmarks/ at the repo root
+    from benchmarks.taper import plans, snapshots
+
+    counts = plans(2048, (600, 512))  # grace_hopper.jpg's shape
+    # by hand: 2048 px is 2048x1748 (512 x 2048 / 600 = 1747.6) = 3579904 px, 1048576 / that = 0.29291, and
+    # 150 x 0.29291 ** (1.5, 1, 0.5) = 23.8, 43.9, 81.2; 1448 px is 1448x1236 = 1789728 px, ratio 0.58588,
+    # 50 x 0.58588 ** (1.5, 1, 0.5) = 22.4, 29.3, 38.3; 256 to 1024 px (1024x874, under 1 MP) keep 50
+    assert {e: c[-2:] for e, c in counts.items()} == {1.5: [(1448, 1236, 22), (2048, 1748, 24)],
+                                                     1.0: [(1448, 1236, 29), (2048, 1748, 44)],
+                                                     0.5: [(1448, 1236, 38), (2048, 1748, 81)]}  # fmt: skip
+    assert all([p[2] for p in c[:-2]] == [50] * 5 for c in counts.values())
+    offsets, final_at, prev_at = snapshots(counts)
+    assert offsets == [0, 50, 100, 150, 200, 250, 288]  # today's ladder: 5 x 50, then 1448 px's 38
+    assert final_at == [24, 44, 81] and prev_at == [22, 29, 38]
