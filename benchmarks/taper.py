@@ -7,7 +7,8 @@ tubingen in starry_night's style; an IMAGE is a path, or a name in the package's
 output is its last evaluated image, so the final scale's image after k evaluations of this run *is*
 the output of a run whose final scale gets k: one run gives the final scale at the counts exponents
 1.5, 1.0 and 0.5 would give it (:func:`snapshots`; tubingen at 2048 px 29, 50 and 87, grace_hopper
-24, 44 and 81), each saved as ``OUTDIR/final-K.png`` with its loss terms and the run's elapsed time.
+24, 44 and 81), each saved as ``OUTDIR/final-K.png`` with its loss terms and the run's elapsed time (and, past the
+middle one, every :data:`LATEST_EVERY` evaluations as ``final-latest.png``, for a run cut short).
 The scale before it runs today's count in all three (tubingen's 1448 px scale 41, where exponent 1.5
 would give it 27 and 1.0 33; grace_hopper's 38, 22 and 29); its image after each of those counts is
 saved (``OUTDIR/prev-K.pt``, the exact float32 pixels) for ``branch``.
@@ -38,6 +39,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "painterly" / "examples
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"  # ../shared/images beside the checkout
 EXPONENTS = (1.5, 1.0, 0.5)
 PAIR = ("tubingen.jpg", "starry_night.jpg")
+LATEST_EVERY = 5  # past the middle snapshot, the final scale is also saved every this many evaluations
 
 
 def image_path(name: str) -> Path:
@@ -113,6 +115,9 @@ def main(outdir: str, size: int = 2048, content: str = PAIR[0], style: str = PAI
         elif step.scale == prev and done in prev_at:
             torch.save(step.image, out_dir / f"prev-{done}.pt")
             out["previous"][str(done)] = record
+        elif step.scale == last and done > final_at[-2] and done % LATEST_EVERY == 0:
+            save_image(step.image, out_dir / "final-latest.png")  # a run cut short still has its furthest point
+            out["latest"] = {"done": done, **record}
         if step.scale == last and done == 1:
             out["final_first"] = record
         print(f"scale {step.scale} eval {done} t {step.elapsed:.0f}s total {step.losses['total']:.5g}", flush=True)
