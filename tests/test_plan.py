@@ -165,3 +165,40 @@ def test_bad_taper_exponent_is_one_line_exit_2(tmp_path, tiny_pair, capsys, valu
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "taper-exponent" in err[0] and "Traceback" not in err[0], err
     assert not out.exists()
+
+
+def test_the_taper_benchmark_saves_the_counts_each_exponent_gives_a_portrait(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # benchmarks/ at the repo root
+    from benchmarks.taper import plans, snapshots
+
+    counts = plans(2048, (600, 512))  # grace_hopper.jpg's shape
+    # by hand: 2048 px is 2048x1748 (512 x 2048 / 600 = 1747.6) = 3579904 px, 1048576 / that = 0.29291, and
+    # 150 x 0.29291 ** (1.5, 1, 0.5) = 23.8, 43.9, 81.2; 1448 px is 1448x1236 = 1789728 px, ratio 0.58588,
+    # 50 x 0.58588 ** (1.5, 1, 0.5) = 22.4, 29.3, 38.3; 256 to 1024 px (1024x874, under 1 MP) keep 50
+    assert {e: c[-2:] for e, c in counts.items()} == {1.5: [(1448, 1236, 22), (2048, 1748, 24)],
+                                                     1.0: [(1448, 1236, 29), (2048, 1748, 44)],
+                                                     0.5: [(1448, 1236, 38), (2048, 1748, 81)]}  # fmt: skip
+    assert all([p[2] for p in c[:-2]] == [50] * 5 for c in counts.values())
+    offsets, final_at, prev_at = snapshots(counts)
+    assert offsets == [0, 50, 100, 150, 200, 250, 288]  # today's ladder: 5 x 50, then 1448 px's 38
+    assert final_at == [24, 44, 81] and prev_at == [22, 29, 38]
+
+
+def test_the_tapers_floor_runs_from_ten_at_the_default_exponent_to_four_at_the_print_taper():
+    from painterly.plan import fine_evaluations, fine_floor
+
+    # the line through (0.5, 10) and (1.5, 4), clamped: 0.6 gives 10 - 6 x 0.1 = 9.4, 1.0 gives 7
+    assert [fine_floor(e) for e in (0.25, 0.5, 0.6, 1.0, 1.5, 2.0, 4.0)] == [10, 10, 9, 7, 4, 4, 4]
+    # a huge scale: 50 x (1048576 / 1e9) ** 0.6 = 0.8 and ** 1.0 = 0.05, both raised to their floor
+    # (0.6 used to drop to 4, as every exponent over 0.5 did)
+    assert fine_evaluations(50, 10**9, 0.6) == 9 and fine_evaluations(50, 10**9, 1.0) == 7
+    assert fine_evaluations(8, 10**9, 0.6) == 8  # asked for fewer than the floor: kept
+    # where the floor does not bind the taper is as before: 2048x2048 is 4x FINE_PIXELS, and
+    # 150 x 0.25 ** 0.6 = 65.3, 150 x 0.25 ** 1.0 = 37.5 (round half to even: 38), 50 x 0.25 ** 1.5 = 6.25
+    assert [fine_evaluations(n, 2048 * 2048, e) for n, e in ((150, 0.6), (150, 1.0), (50, 1.5))] == [65, 38, 6]
+    # E = 1.0 at 4096x3072 (floor 7, never reached): 1448 px 50 x 1048576 / 1572528 = 33.3; 2048 px 50 / 3 = 16.7;
+    # 2896 px 50 x 1048576 / 6290112 = 8.3; 4096 px 150 / 12 = 12.5, half to even: 12
+    middle = plan_scales(Settings(size=4096, taper_exponent=1.0).resolved(), (3072, 4096))
+    assert [p.evaluations for p in middle] == [50, 50, 50, 50, 50, 33, 17, 8, 12]

@@ -270,7 +270,8 @@ class Settings:
     taper: bool = field(
         default=True,
         metadata={"help": "fewer evaluations at scales over 1 MP, x (1 MP / pixels)^E (--taper-exponent), at least "
-                  "10 (they only sharpen what the coarser scales laid out: BENCHMARKS.md); "
+                  "10 at E 0.5, falling to 4 at E 1.5 (they only sharpen what the coarser scales laid out: "
+                  "BENCHMARKS.md); "
                   "off: every scale gets --iterations / --coarse-iterations"},
     )  # fmt: skip
     taper_exponent: float = field(

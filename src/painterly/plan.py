@@ -69,25 +69,35 @@ def least_coarse_side(s: Settings) -> int:
 
 
 # A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out: its
-# evaluations are the settings' count times (FINE_PIXELS / pixels) ** exponent, at least a floor.
-# Pictures up to 1024x1024 (the 512 px default among them) keep the settings' counts exactly.
-# The default exponent, 0.5, halves the evaluations each time a scale's pixels grow 4x, as
+# evaluations are the settings' count times (FINE_PIXELS / pixels) ** exponent, at least a floor
+# (fine_floor). Pictures up to 1024x1024 (the 512 px default among them) keep the settings' counts
+# exactly. The default exponent, 0.5, halves the evaluations each time a scale's pixels grow 4x, as
 # jcjohnson's multi-scale scripts do (500/200/100/50), at least FINE_MIN. A print in limited time
-# asks for more (--taper-exponent, e.g. 1.5, at least STRONG_MIN): each finer scale's time
-# (evaluations x pixels) then falls as the square root of its pixels instead of growing with them.
+# asks for more (--taper-exponent, e.g. 1.5, STRONG_EXPONENT, at least STRONG_MIN): each finer scale's
+# time (evaluations x pixels) then falls as the square root of its pixels instead of growing with them.
 # 4096x3072 gets 27, 10, 4 and 4 evaluations at 1448, 2048, 2896 and 4096 px (383 evaluations and
 # ~1620 megapixel-evaluations of work at 0.5, 295 and ~320 at 1.5, of which the coarse ladder's 76),
 # a 2048 px picture 27 and 29, a 1448 px one 82 at its final scale (BENCHMARKS.md, "Print size,
-# seventh session"). 1.5 is modelled, not yet compared by eye with 0.5: it is not the default.
+# seventh session"). 1.5 is an option, not the default (BENCHMARKS.md, "Print size, eighth session").
 FINE_PIXELS = 1024 * 1024
 FINE_EXPONENT = 0.5
 FINE_MIN = 10
+STRONG_EXPONENT = 1.5
 STRONG_MIN = 4
+
+
+def fine_floor(exponent: float) -> int:
+    """The fewest evaluations a tapered scale gets at taper ``exponent``: :data:`FINE_MIN` up to
+    :data:`FINE_EXPONENT`, :data:`STRONG_MIN` from :data:`STRONG_EXPONENT` on, on the straight line
+    between them in between, rounded (0.6: 9.4, so 9; 1.0: 7). The two schedules compared by eye keep
+    their floors, and an exponent a little over the default no longer drops the floor from 10 to 4."""
+    t = min(1.0, max(0.0, (exponent - FINE_EXPONENT) / (STRONG_EXPONENT - FINE_EXPONENT)))
+    return round(FINE_MIN + (STRONG_MIN - FINE_MIN) * t)
 
 
 def fine_evaluations(evaluations: int, pixels: int, exponent: float = FINE_EXPONENT) -> int:
     """Evaluations for a scale of ``pixels`` whose settings ask for ``evaluations``, tapered by ``exponent``."""
-    floor = FINE_MIN if exponent <= FINE_EXPONENT else STRONG_MIN
+    floor = fine_floor(exponent)
     if pixels <= FINE_PIXELS or evaluations <= floor:
         return evaluations
     return max(floor, round(evaluations * (FINE_PIXELS / pixels) ** exponent))
