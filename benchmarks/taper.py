@@ -1,10 +1,11 @@
-"""The taper by eye: one run of today's schedule, the final scale saved at the counts other exponents give it.
+"""The taper by eye: one run of the 0.5 schedule, the final scale saved at the counts other exponents give it.
 
 ``python -m benchmarks.taper OUTDIR [SIZE] [--content IMAGE] [--style IMAGE]`` (default 2048 px,
 tubingen in starry_night's style; an IMAGE is a path, or a name in the package's examples or in
-``../shared/images``): ``--model vgg16-hed``, otherwise the defaults (taper exponent
-:data:`painterly.plan.FINE_EXPONENT`). L-BFGS here takes one fixed step per evaluation and a scale's
-output is its last evaluated image, so the final scale's image after k evaluations of this run *is*
+``../shared/images``): ``--model vgg16-hed``, otherwise the defaults but the taper exponent,
+:data:`painterly.plan.FINE_EXPONENT` (0.5, the default until the ninth session, the longest
+schedule). L-BFGS here takes one fixed step per evaluation and a scale's output is its last
+evaluated image, so the final scale's image after k evaluations of this run *is*
 the output of a run whose final scale gets k: one run gives the final scale at the counts exponents
 1.5, 1.0 and 0.5 would give it (:func:`snapshots`; tubingen at 2048 px 29, 50 and 87, grace_hopper
 24, 44 and 81), each saved as ``OUTDIR/final-K.png`` with its loss terms and the run's elapsed time (and, past the
@@ -52,8 +53,10 @@ def image_path(name: str) -> Path:
 
 def _settings(size: int):
     from painterly.config import Settings
+    from painterly.plan import FINE_EXPONENT
 
-    return Settings(model="vgg16-hed", size=size)
+    # the longest of the three schedules (0.5, the default until the ninth session): its run holds the others
+    return Settings(model="vgg16-hed", size=size, taper_exponent=FINE_EXPONENT)
 
 
 def plans(size: int, shape: tuple[int, int]) -> dict:

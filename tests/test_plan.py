@@ -133,16 +133,21 @@ def test_scales_over_a_megapixel_get_fewer_evaluations_and_the_default_picture_n
     from painterly.plan import FINE_MIN, FINE_PIXELS, STRONG_MIN, fine_evaluations
 
     assert [p.evaluations for p in plan_scales(Settings(size=1024).resolved(), (768, 1024))][-1] == 150
-    plans = plan_scales(Settings(size=4096).resolved(), (3072, 4096))
+    # the default E = 1.0 (session 9): 1448 px 50 x 1048576 / 1572528 = 33.3; 2048 px 50 / 3 = 16.7;
+    # 2896 px 50 x 1048576 / 6290112 = 8.3; 4096 px 150 / 12 = 12.5, half to even: 12
+    default = plan_scales(Settings(size=4096).resolved(), (3072, 4096))
+    assert Settings().taper_exponent == 1.0 and [p.evaluations for p in default] == [50, 50, 50, 50, 50, 33, 17, 8, 12]
+    assert fine_evaluations(50, 10**9) == 7  # the floor at E = 1.0
+    plans = plan_scales(Settings(size=4096, taper_exponent=0.5).resolved(), (3072, 4096))
     counts = [p.evaluations for p in plans]
-    assert counts == [fine_evaluations(50, p.size[0] * p.size[1]) for p in plans[:-1]] + [counts[-1]]
-    # by hand, the default E = 0.5: 1448 px is 1086x1448 = 1.5 MP, 50 x (1048576 / 1572528) ** 0.5 = 40.8;
+    assert counts == [fine_evaluations(50, p.size[0] * p.size[1], 0.5) for p in plans[:-1]] + [counts[-1]]
+    # by hand, E = 0.5 (the default before): 1448 px is 1086x1448 = 1.5 MP, 50 x (1048576 / 1572528) ** 0.5 = 40.8;
     # 2048 px 50 / 3 ** 0.5 = 28.9; 2896 px (2172x2896) 50 x 0.408 = 20.4; 4096 px 150 / 12 ** 0.5 = 43.3
     assert counts == [50, 50, 50, 50, 50, 41, 29, 20, 43]
     small = sum(1 for p in plans if p.size[0] * p.size[1] <= FINE_PIXELS)  # 256 to 1024 px: untouched
     assert small == 5 and counts[:small] == [50] * small
     assert counts[small:] == sorted(counts[small:-1], reverse=True) + [counts[-1]]
-    assert fine_evaluations(5, 10**9) == 5 and fine_evaluations(50, 10**9) == FINE_MIN
+    assert fine_evaluations(5, 10**9, 0.5) == 5 and fine_evaluations(50, 10**9, 0.5) == FINE_MIN
     # the print taper, E = 1.5: 50 x (1048576 / 1572528) ** 1.5 = 27.2; 50 / 3 ** 1.5 = 9.6; 2896 px 3.4
     # and 4096 px 150 / 12 ** 1.5 = 3.6, both raised to STRONG_MIN = 4
     strong = plan_scales(Settings(size=4096, taper_exponent=1.5).resolved(), (3072, 4096))

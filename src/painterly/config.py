@@ -275,10 +275,11 @@ class Settings:
                   "off: every scale gets --iterations / --coarse-iterations"},
     )  # fmt: skip
     taper_exponent: float = field(
-        default=0.5,
-        metadata={"help": "E of --taper: 0.5 halves the evaluations each time a scale's pixels grow 4x; 1.5 (at "
-                  "least 4 a scale) makes a 4096 px print about 5x less work at its finest scales "
-                  "(modelled, not yet compared by eye: BENCHMARKS.md, \"Print size, seventh session\")"},
+        default=1.0,
+        metadata={"help": "E of --taper: 1.0 keeps each tapered scale's time about constant (at 2048 px as good by "
+                  "eye as 0.5's twice as many final evaluations: BENCHMARKS.md, \"Print size, ninth session\"); "
+                  "0.5 (the default before) halves the evaluations each time a scale's pixels grow 4x; 1.5 (at "
+                  "least 4 a scale) about halves a 4096 px print's time again, a little softer"},
     )  # fmt: skip
 
     def model_defaults(self) -> ModelDefaults:

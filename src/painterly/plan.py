@@ -71,15 +71,20 @@ def least_coarse_side(s: Settings) -> int:
 # A scale with more pixels than FINE_PIXELS only sharpens what the coarser ones laid out: its
 # evaluations are the settings' count times (FINE_PIXELS / pixels) ** exponent, at least a floor
 # (fine_floor). Pictures up to 1024x1024 (the 512 px default among them) keep the settings' counts
-# exactly. The default exponent, 0.5, halves the evaluations each time a scale's pixels grow 4x, as
-# jcjohnson's multi-scale scripts do (500/200/100/50), at least FINE_MIN. A print in limited time
+# exactly. The default exponent, TAPER_EXPONENT = 1.0, keeps each tapered scale's time (evaluations x
+# pixels) about constant: at 2048 px its 44-50 final-scale evaluations looked as good as 0.5's 81-87 on
+# a landscape and a portrait (BENCHMARKS.md, "Print size, ninth session"), at about 0.56x that scale's
+# time. FINE_EXPONENT = 0.5, the default until then, halves the evaluations each time a scale's pixels
+# grow 4x, as jcjohnson's multi-scale scripts do (500/200/100/50), at least FINE_MIN. A print in limited time
 # asks for more (--taper-exponent, e.g. 1.5, STRONG_EXPONENT, at least STRONG_MIN): each finer scale's
 # time (evaluations x pixels) then falls as the square root of its pixels instead of growing with them.
 # 4096x3072 gets 27, 10, 4 and 4 evaluations at 1448, 2048, 2896 and 4096 px (383 evaluations and
 # ~1620 megapixel-evaluations of work at 0.5, 295 and ~320 at 1.5, of which the coarse ladder's 76),
 # a 2048 px picture 27 and 29, a 1448 px one 82 at its final scale (BENCHMARKS.md, "Print size,
 # seventh session"). 1.5 is an option, not the default (BENCHMARKS.md, "Print size, eighth session").
+# At 1.0 the 4096x3072 ladder is 33, 17, 8 and 12 (~383 megapixel-evaluations, the floor 7 not reached).
 FINE_PIXELS = 1024 * 1024
+TAPER_EXPONENT = 1.0
 FINE_EXPONENT = 0.5
 FINE_MIN = 10
 STRONG_EXPONENT = 1.5
@@ -95,7 +100,7 @@ def fine_floor(exponent: float) -> int:
     return round(FINE_MIN + (STRONG_MIN - FINE_MIN) * t)
 
 
-def fine_evaluations(evaluations: int, pixels: int, exponent: float = FINE_EXPONENT) -> int:
+def fine_evaluations(evaluations: int, pixels: int, exponent: float = TAPER_EXPONENT) -> int:
     """Evaluations for a scale of ``pixels`` whose settings ask for ``evaluations``, tapered by ``exponent``."""
     floor = fine_floor(exponent)
     if pixels <= FINE_PIXELS or evaluations <= floor:
