@@ -260,3 +260,14 @@ def test_a_checkpoint_from_before_the_quality_options_resumes_with_them_off(tiny
     assert torch.equal(painterly.stylize(*tiny_pair, resume=state, **RUN).image, uninterrupted["lbfgs"].image)
     with pytest.raises(InputError, match=r"other settings \(carry_detail\)"):
         painterly.stylize(*tiny_pair, resume=state, **{**RUN, "carry_detail": True})
+
+
+def test_a_checkpoint_from_before_the_coarse_shallow_weight_resumes_only_at_its_old_value_1(tiny_pair):
+    before = {**RUN, "coarse_shallow_weight": 1.0}  # how a version without the setting ran
+    full = painterly.stylize(*tiny_pair, **before)
+    stop, callback = stop_at(2)
+    state = painterly.stylize(*tiny_pair, callback=callback, stop=stop, **before).checkpoint()
+    del state["settings"]["coarse_shallow_weight"]  # as written by that version
+    assert torch.equal(painterly.stylize(*tiny_pair, resume=state, **before).image, full.image)
+    with pytest.raises(InputError, match=r"other settings \(coarse_shallow_weight\)"):
+        painterly.stylize(*tiny_pair, resume=state, **RUN)  # today's default, 0.3, would mix two objectives

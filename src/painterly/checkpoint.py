@@ -86,13 +86,19 @@ def make_checkpoint(s: Settings, inputs: str, loop_state: dict[str, Any]) -> dic
             "threads": torch.get_num_threads(), **loop_state}  # fmt: skip
 
 
+# Settings added with a default that changes the picture, and the value a checkpoint written before
+# them ran at: resuming one takes that value, given by hand (--coarse-shallow-weight 1).
+OLD_VALUES: dict[str, Any] = {"coarse_shallow_weight": 1.0}
+
+
 def check_settings(checkpoint: dict[str, Any], s: Settings) -> None:
     """Refuse, in one line, a checkpoint of another version or made with other settings."""
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise InputError("the checkpoint was written by another version of painterly")
     saved, now = checkpoint["settings"], resume_key(s)
-    # A setting added since the checkpoint was written ran at its default then (new options are off).
-    defaults = Settings().to_dict()
+    # A setting added since the checkpoint was written ran as it did before it existed: at its default
+    # for new options (off), at its old value for a default that came on later (OLD_VALUES).
+    defaults = {**Settings().to_dict(), **OLD_VALUES}
     diff = [k for k in now if saved.get(k, defaults.get(k)) != now[k]]
     if diff:
         raise InputError(f"the checkpoint was made with other settings ({', '.join(diff)}); resume with the same ones")
