@@ -10,7 +10,7 @@ the output of a run whose final scale gets k: one run gives the final scale at t
 1.5, 1.0 and 0.5 would give it (:func:`snapshots`; tubingen at 2048 px 29, 50 and 87, grace_hopper
 24, 44 and 81), each saved as ``OUTDIR/final-K.png`` with its loss terms and the run's elapsed time (and, past the
 middle one, every :data:`LATEST_EVERY` evaluations as ``final-latest.png``, for a run cut short).
-The scale before it runs today's count in all three (tubingen's 1448 px scale 41, where exponent 1.5
+The scale before it runs the 0.5 schedule's count in all three (tubingen's 1448 px scale 41, where exponent 1.5
 would give it 27 and 1.0 33; grace_hopper's 38, 22 and 29); its image after each of those counts is
 saved (``OUTDIR/prev-K.pt``, the exact float32 pixels) for ``branch``.
 
@@ -77,7 +77,7 @@ def _counts(size: int, content: str = PAIR[0]) -> dict:
 
 
 def snapshots(counts: dict) -> tuple[list[int], list[int], list[int]]:
-    """What the run of today's schedule (``counts[0.5]``, from :func:`plans`) saves: the evaluations
+    """What the run of the 0.5 schedule (``counts[0.5]``, from :func:`plans`) saves: the evaluations
     before each scale (its iteration offsets), the final scale's counts under every exponent, and the
     scale before it's, each sorted."""
     today = counts[0.5]

@@ -108,12 +108,13 @@ def stylize(
         ckpt.check_inputs(resume, inputs, plans)
     start = None if init_image is None else as_image(init_image, "init image", s.max_pixels)
 
+    coarse_layer_weights = s.coarse_layer_weights()
+
     def objective(index: int) -> Terms:
         working_on[0] = plans[index].size
         weights = None
         if index < len(plans) - 1 and s.coarse_content_weight != 1:  # α × this at the coarser scales
             weights = dataclasses.replace(problem.weights, alpha=problem.weights.alpha * s.coarse_content_weight)
-        coarse_layer_weights = s.coarse_layer_weights()
         if index < len(plans) - 1 and coarse_layer_weights is not None:  # w_l at the coarser scales
             layer_weights = dict(zip(s.style_layers, coarse_layer_weights))
             weights = dataclasses.replace(weights or problem.weights, layer_weights=layer_weights)

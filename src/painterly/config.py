@@ -55,6 +55,8 @@ LAPLACIAN_WEIGHT = 1.0
 # final one (normalised terms): the coarse scales lay out the style's larger strokes and leave the
 # pixel-level texture, which each upsampling would magnify, to the final scale (docs/quality.md, session 8).
 COARSE_SHALLOW_WEIGHT = 0.3
+# The default taper exponent (plan.fine_evaluations, --taper-exponent; BENCHMARKS.md, "Print size, ninth session").
+TAPER_EXPONENT = 1.0
 # The Laplacian term's gate (objective.laplacian_gate, --laplacian-gate): 0 = Li et al.'s term, every cell
 # alike; t > 0 = only where the photograph has structure (cells at t × the picture's mean pooled
 # Laplacian energy or more fully, smooth ones not at all), so skies and other smooth regions stay
@@ -270,12 +272,12 @@ class Settings:
     taper: bool = field(
         default=True,
         metadata={"help": "fewer evaluations at scales over 1 MP, x (1 MP / pixels)^E (--taper-exponent), at least "
-                  "10 at E 0.5, falling to 4 at E 1.5 (they only sharpen what the coarser scales laid out: "
-                  "BENCHMARKS.md); "
+                  "7 at the default E 1 (10 at E 0.5, falling to 4 at E 1.5; they only sharpen what the coarser "
+                  "scales laid out: BENCHMARKS.md); "
                   "off: every scale gets --iterations / --coarse-iterations"},
     )  # fmt: skip
     taper_exponent: float = field(
-        default=1.0,
+        default=TAPER_EXPONENT,
         metadata={"help": "E of --taper: 1.0 keeps each tapered scale's time about constant (at 2048 px as good by "
                   "eye as 0.5's twice as many final evaluations: BENCHMARKS.md, \"Print size, ninth session\"); "
                   "0.5 (the default before) halves the evaluations each time a scale's pixels grow 4x; 1.5 (at "

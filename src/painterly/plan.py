@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .config import Settings
+from .config import TAPER_EXPONENT, Settings
 from .errors import InputError
 from .layers import min_side
 
@@ -84,7 +84,6 @@ def least_coarse_side(s: Settings) -> int:
 # seventh session"). 1.5 is an option, not the default (BENCHMARKS.md, "Print size, eighth session").
 # At 1.0 the 4096x3072 ladder is 33, 17, 8 and 12 (~383 megapixel-evaluations, the floor 7 not reached).
 FINE_PIXELS = 1024 * 1024
-TAPER_EXPONENT = 1.0
 FINE_EXPONENT = 0.5
 FINE_MIN = 10
 STRONG_EXPONENT = 1.5
@@ -95,7 +94,7 @@ def fine_floor(exponent: float) -> int:
     """The fewest evaluations a tapered scale gets at taper ``exponent``: :data:`FINE_MIN` up to
     :data:`FINE_EXPONENT`, :data:`STRONG_MIN` from :data:`STRONG_EXPONENT` on, on the straight line
     between them in between, rounded (0.6: 9.4, so 9; 1.0: 7). The two schedules compared by eye keep
-    their floors, and an exponent a little over the default no longer drops the floor from 10 to 4."""
+    their floors, and an exponent a little over 0.5 no longer drops the floor from 10 to 4."""
     t = min(1.0, max(0.0, (exponent - FINE_EXPONENT) / (STRONG_EXPONENT - FINE_EXPONENT)))
     return round(FINE_MIN + (STRONG_MIN - FINE_MIN) * t)
 
