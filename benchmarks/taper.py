@@ -22,9 +22,10 @@ main run. ``branch OUTDIR 41 1`` (grace_hopper: ``38 1``) checks the method: its
 terms must equal the main run's first evaluation at the final scale. Prints one JSON line (and
 writes ``OUTDIR/taper.json`` or ``OUTDIR/branch-K-N.json``).
 
-``python -m benchmarks.taper grid OUTDIR OUT.jpg [NAMES]``: the 100 % crops (:data:`CROPS`, chosen
-for the pair's content) of the pictures ``OUTDIR/NAME.png`` side by side (default: the three
-snapshots). ``python -m benchmarks.taper estimate [SIZE [EXPONENT]]``: the CLI's time model for a
+``python -m benchmarks.taper grid OUTDIR OUT.jpg [NAMES] [--content IMAGE]``: the 100 % crops
+(:data:`CROPS`, chosen for the pair's content, placed for 2048 px and scaled with the pictures'
+size) of the pictures ``OUTDIR/NAME.png`` side by side (default: the three snapshots).
+``python -m benchmarks.taper estimate [SIZE [EXPONENT]]``: the CLI's time model for a
 default (vgg19) picture of SIZE px (default 4096) at that taper.
 """
 
@@ -191,25 +192,30 @@ CROPS = {
 CROP = 256
 
 
-def grid(outdir: str, out: str, names: str | None = None) -> None:
-    """One JPEG: a row per crop of :data:`CROPS` (the run's content's), a column per picture
-    ``OUTDIR/NAME.png`` (default: the run's snapshots, fewest evaluations first), labelled."""
+def grid(outdir: str, out: str, names: str | None = None, content: str | None = None) -> None:
+    """One JPEG: a row per crop of :data:`CROPS` (of ``content``, else the run's content), a column
+    per picture ``OUTDIR/NAME.png`` (default: the run's snapshots, fewest evaluations first),
+    labelled. The crops are placed for a 2048 px picture and scale with the pictures' longest side
+    (a 4096 px picture's crops are 512 px, at the same places), so each stays at 100 %."""
     from PIL import Image, ImageDraw
 
     out_dir = Path(outdir)
-    crops = CROPS[Path(_run_of(out_dir)["content"]).stem]
+    crops = CROPS[Path(content or _run_of(out_dir)["content"]).stem]
     if names is None:
         path = out_dir / "taper.json"
         saved = sorted(int(k) for k in json.loads(path.read_text())["snapshots"]) if path.is_file() else [29, 50, 87]
         names = ",".join(f"final-{k}" for k in saved)
     pictures = [Image.open(out_dir / f"{n}.png").convert("RGB") for n in names.split(",")]
+    k = max(pictures[0].size) / 2048
+    side = round(CROP * k)
     label = 18
-    sheet = Image.new("RGB", (CROP * len(pictures), label + CROP * len(crops)), "white")
+    sheet = Image.new("RGB", (side * len(pictures), label + side * len(crops)), "white")
     draw = ImageDraw.Draw(sheet)
     for c, (name, picture) in enumerate(zip(names.split(","), pictures)):
-        draw.text((c * CROP + 4, 3), name, fill="black")
+        draw.text((c * side + 4, 3), name, fill="black")
         for r, (left, top) in enumerate(crops.values()):
-            sheet.paste(picture.crop((left, top, left + CROP, top + CROP)), (c * CROP, label + r * CROP))
+            x, y = round(left * k), round(top * k)
+            sheet.paste(picture.crop((x, y, x + side, y + side)), (c * side, label + r * side))
     sheet.save(out, quality=85)
 
 
@@ -254,7 +260,7 @@ if __name__ == "__main__":
     if a and a[0] == "branch":
         print(json.dumps(branch(a[1], int(a[2]), int(a[3]), *(int(x) for x in a[4:5]))))
     elif a and a[0] == "grid":
-        grid(*a[1:4])
+        grid(*a[1:4], content=pair.get("content"))
     elif a and a[0] == "estimate":
         print(json.dumps(estimate(*(int(x) for x in a[1:2]), *(float(x) for x in a[2:3]))))
     else:

@@ -207,3 +207,27 @@ def test_the_tapers_floor_runs_from_ten_at_the_default_exponent_to_four_at_the_p
     # 2896 px 50 x 1048576 / 6290112 = 8.3; 4096 px 150 / 12 = 12.5, half to even: 12
     middle = plan_scales(Settings(size=4096, taper_exponent=1.0).resolved(), (3072, 4096))
     assert [p.evaluations for p in middle] == [50, 50, 50, 50, 50, 33, 17, 8, 12]
+
+
+def test_the_taper_grid_keeps_its_crops_at_100_percent_on_a_4096_px_picture(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # benchmarks/ at the repo root
+    from benchmarks.taper import CROPS, grid
+
+    # a 4096x3072 picture whose every pixel says where it is (x in red, y in green, each mod 256)
+    y, x = np.mgrid[0:3072, 0:4096]
+    Image.fromarray(np.stack([x % 256, y % 256, x // 256], -1).astype(np.uint8)).save(tmp_path / "a.png")
+    grid(str(tmp_path), str(tmp_path / "sheet.png"), "a,a", content="tubingen.jpg")
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
+    # twice 2048 px: the crops are 512 px (two columns, three rows under an 18 px label) at twice the places
+    assert sheet.shape == (18 + 3 * 512, 2 * 512, 3)
+    for row, (left, top) in enumerate(CROPS["tubingen"].values()):
+        for col in (0, 1):
+            cell = sheet[18 + row * 512 : 18 + (row + 1) * 512, col * 512 : (col + 1) * 512]
+            # the crop's top-left pixel is the picture's (2 left, 2 top), its last the one 511 px on
+            assert tuple(cell[0, 0]) == ((2 * left) % 256, (2 * top) % 256, (2 * left) // 256)
+            assert tuple(cell[-1, -1]) == ((2 * left + 511) % 256, (2 * top + 511) % 256, (2 * left + 511) // 256)
