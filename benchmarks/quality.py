@@ -44,9 +44,10 @@ import torch
 
 import painterly
 from painterly.config import Settings
-from painterly.device import reuse_freed_memory
+from painterly.device import resolve_device, reuse_freed_memory
 from painterly.files import atomic_write
 from painterly.image import load_image, resize, resize_to, save_image
+from painterly.network import resolve_precision
 from painterly.plan import plan_scales
 from painterly.quality import measure, style_taken
 
@@ -204,12 +205,35 @@ NEUTRAL = {"style_loss": "gram", "iterate_average": 0.0, "padding": "zeros", "ca
            "carry_blur": 0.0, "coarse_style_layer_weights": None}  # fmt: skip
 
 
-def settings_key(s: Settings) -> dict:
+def precision_key(s: Settings) -> str:
+    """``auto`` keyed by the arithmetic it picks on this machine: bfloat16 on a CPU with AMX, float32
+    elsewhere (a float32 ``auto`` keeps the key "auto", so paintings cached before stay). Without it an
+    AMX machine and an AMD one would share cached paintings that differ."""
+    if s.precision != "auto":
+        return s.precision
+    dtype = resolve_precision("auto", resolve_device(s.device))
+    return "auto" if dtype == torch.float32 else f"auto:{str(dtype).removeprefix('torch.')}"
+
+
+def taper_acts(s: Settings, shape: tuple[int, int]) -> bool:
+    """Whether ``--taper`` changes the schedule of a run of ``s`` on a content of ``shape``."""
+    r = s.resolved()
+    return plan_scales(r, shape) != plan_scales(dataclasses.replace(r, taper=False), shape)
+
+
+def settings_key(s: Settings, shape: tuple[int, int] | None = None) -> dict:
+    """The settings that decide the painting, as the cache keys it; with the content's ``shape``, the
+    taper's settings are dropped where the taper does not act (a 512 px run keeps its cached
+    paintings when the default exponent changes)."""
     values = s.to_dict()
+    values["precision"] = precision_key(s)
     # λ left to the default is keyed by its value: a candidate that names today's default λ is the default
     values["laplacian_weight"] = s.resolved().laplacian_weight
     if not values["laplacian_weight"]:  # no term: its gate and pools change nothing
         for k in ("laplacian_gate", "laplacian_gate_floor", "laplacian_pools"):
+            values.pop(k, None)
+    if shape is not None and not taper_acts(s, shape):
+        for k in ("taper", "taper_exponent"):
             values.pop(k, None)
     return {k: v for k, v in values.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
 
@@ -241,7 +265,8 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
     look at what the coarse scales made, at a fraction of the cost) and that scale's image is judged."""
     content, style, _ = PAIRS[pair]
     s = settings_for(candidate, size)
-    spec = {"version": VERSION, "content": content.key(), "style": style.key(), "settings": settings_key(s)}
+    shape = tuple(content.load().shape[-2:])
+    spec = {"version": VERSION, "content": content.key(), "style": style.key(), "settings": settings_key(s, shape)}
     if candidate == PLAIN:
         spec["settings"]["iterations"] = "until the default's seconds"
     if scales:
