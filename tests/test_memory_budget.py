@@ -23,11 +23,24 @@ def free_24(monkeypatch):
 
 
 def test_without_a_budget_the_rule_is_todays(free_24):
-    assert tiling.choose_tile(None, (1536, 2048), CPU) is None  # 5.9 GiB estimate, half of 22 free
-    assert tiling.choose_tile(None, (3072, 4096), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(None, (1536, 2048), CPU) is None  # 5.9 GiB estimate, 80 % of 22 free
+    assert tiling.choose_tile(None, (3072, 4096), CPU) is None  # 15.6 GiB estimate: it fits, and runs whole
     assert tiling.choose_tile(None, (6144, 8192), CPU) == tiling.DEFAULT_TILE
     assert tiling.choose_tile(0, (6144, 8192), CPU, budget=1) is None  # --tile wins over the budget
     assert tiling.choose_tile(320, (6144, 8192), CPU, budget=1) == 320
+
+
+def test_the_untiled_estimate_follows_both_measured_bounds():
+    # 2000 B/px to 2048x1536 (5.86 GiB; measured 5.93 after two evaluations), the fitted line above
+    assert tiling.untiled_peak_bytes(1536 * 2048) == 1536 * 2048 * 2000
+    assert abs(tiling.untiled_peak_bytes(3072 * 4096) / GIB - 15.58) < 0.2  # the 4096 px full-run bound
+    assert tiling.untiled_peak_bytes(6144 * 8192) > 40 * GIB  # 8192 px never fits a 24 GiB machine whole
+
+
+def test_with_less_memory_free_a_4096_px_picture_tiles(monkeypatch):
+    monkeypatch.setattr(tiling, "available_bytes", lambda device: 16 * GIB)
+    assert tiling.choose_tile(None, (3072, 4096), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(None, (2172, 2896), CPU) is None  # 10.0 GiB of 12.8
 
 
 def test_a_budget_tiles_every_scale_whose_untiled_estimate_exceeds_it(free_24):
