@@ -170,3 +170,29 @@ def test_a_budget_paints_like_the_tile_it_picks(tiny_pair, monkeypatch):
     tiled = painterly.stylize(content, style, Settings(tile=32), **kw)
     assert torch.equal(budgeted.image, tiled.image)
     assert Settings(memory_budget=1.0).resolved().to_dict()["memory_budget"] == 1.0
+
+
+def test_the_memory_this_process_freed_goes_back_before_the_tile_is_chosen() -> None:
+    # A scale's activations freed inside reuse_freed_memory stay in the heap, where MemAvailable counts
+    # them as used: a 4096 px scale tiled after an untiled 2896 px one. available_bytes hands them back first.
+    import os
+
+    from painterly.device import _glibc, kept_free_bytes, release_freed, reuse_freed_memory
+
+    if _glibc() is None or not hasattr(_glibc(), "mallinfo2"):
+        pytest.skip("needs glibc 2.33+")
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    cpu = torch.device("cpu")
+    with reuse_freed_memory():
+        release_freed(cpu)  # what earlier tests left free goes back first
+        before = kept_free_bytes()
+        x = torch.ones(64 * 2**20)  # 256 MiB, touched
+        del x
+        assert kept_free_bytes() - before > 200 * 2**20  # kept by glibc, resident
+        held = resident()
+        tiling.available_bytes(cpu)
+        assert resident() < held - 200 * 2**20  # handed back

@@ -179,9 +179,15 @@ def halo_for(names: Sequence[str], upto: int) -> tuple[int, int]:
 
 
 def available_bytes(device: torch.device) -> int:
-    """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable."""
+    """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable once this
+    process has handed back what it freed (:func:`painterly.device.release_freed`). Without that, a
+    default 4096 px run whose untiled 2896 px scale left its heap behind tiled its 4096 px scale, at
+    ~3x the time of an untiled one; counting the kept heap as free instead let the scale run untiled
+    but peak at 21.3 GB, the old blocks fitting the new sizes poorly (BENCHMARKS.md, "Print size,
+    tenth session")."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    release_freed(device)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
