@@ -23,11 +23,24 @@ def free_24(monkeypatch):
 
 
 def test_without_a_budget_the_rule_is_todays(free_24):
-    assert tiling.choose_tile(None, (1536, 2048), CPU) is None  # 5.9 GiB estimate, half of 22 free
-    assert tiling.choose_tile(None, (3072, 4096), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(None, (1536, 2048), CPU) is None  # 5.9 GiB estimate, 80 % of 22 free
+    assert tiling.choose_tile(None, (3072, 4096), CPU) is None  # 15.6 GiB estimate: it fits, and runs whole
     assert tiling.choose_tile(None, (6144, 8192), CPU) == tiling.DEFAULT_TILE
     assert tiling.choose_tile(0, (6144, 8192), CPU, budget=1) is None  # --tile wins over the budget
     assert tiling.choose_tile(320, (6144, 8192), CPU, budget=1) == 320
+
+
+def test_the_untiled_estimate_follows_both_measured_bounds():
+    # 2000 B/px to 2048x1536 (5.86 GiB; measured 5.93 after two evaluations), the fitted line above
+    assert tiling.untiled_peak_bytes(1536 * 2048) == 1536 * 2048 * 2000
+    assert abs(tiling.untiled_peak_bytes(3072 * 4096) / GIB - 15.58) < 0.2  # the 4096 px full-run bound
+    assert tiling.untiled_peak_bytes(6144 * 8192) > 40 * GIB  # 8192 px never fits a 24 GiB machine whole
+
+
+def test_with_less_memory_free_a_4096_px_picture_tiles(monkeypatch):
+    monkeypatch.setattr(tiling, "available_bytes", lambda device: 16 * GIB)
+    assert tiling.choose_tile(None, (3072, 4096), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(None, (2172, 2896), CPU) is None  # 10.0 GiB of 12.8
 
 
 def test_a_budget_tiles_every_scale_whose_untiled_estimate_exceeds_it(free_24):
@@ -157,3 +170,29 @@ def test_a_budget_paints_like_the_tile_it_picks(tiny_pair, monkeypatch):
     tiled = painterly.stylize(content, style, Settings(tile=32), **kw)
     assert torch.equal(budgeted.image, tiled.image)
     assert Settings(memory_budget=1.0).resolved().to_dict()["memory_budget"] == 1.0
+
+
+def test_the_memory_this_process_freed_goes_back_before_the_tile_is_chosen() -> None:
+    # A scale's activations freed inside reuse_freed_memory stay in the heap, where MemAvailable counts
+    # them as used: a 4096 px scale tiled after an untiled 2896 px one. available_bytes hands them back first.
+    import os
+
+    from painterly.device import _glibc, kept_free_bytes, release_freed, reuse_freed_memory
+
+    if _glibc() is None or not hasattr(_glibc(), "mallinfo2"):
+        pytest.skip("needs glibc 2.33+")
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    cpu = torch.device("cpu")
+    with reuse_freed_memory():
+        release_freed(cpu)  # what earlier tests left free goes back first
+        before = kept_free_bytes()
+        x = torch.ones(64 * 2**20)  # 256 MiB, touched
+        del x
+        assert kept_free_bytes() - before > 200 * 2**20  # kept by glibc, resident
+        held = resident()
+        tiling.available_bytes(cpu)
+        assert resident() < held - 200 * 2**20  # handed back

@@ -266,8 +266,8 @@ class Settings:
         default=None,
         metadata={"help": "GiB a scale may use: the automatic --tile evaluates untiled where the untiled estimate "
                   "fits, else in the largest tile whose modelled peak fits (BENCHMARKS.md, \"Print size\"); "
-                  "default: untiled within half the memory available, else 896 px tiles; a tiled scale keeps as "
-                  "many tiles' graphs for its second pass (up to 4) as the budget holds"},
+                  "default: untiled within 80 percent of the memory available, else 896 px tiles; a tiled scale "
+                  "keeps as many tiles' graphs for its second pass (up to 4) as the budget holds"},
     )  # fmt: skip
     taper: bool = field(
         default=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 
@@ -125,6 +126,33 @@ def release_freed(device: torch.device) -> None:
     libc = _glibc() if device.type == "cpu" else None
     if libc is not None:
         libc.malloc_trim(0)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]  # fmt: skip
+
+
+def kept_free_bytes() -> int:
+    """Bytes this process has freed that glibc keeps resident for reuse (a diagnostic: the tests
+    check with it that :func:`painterly.tiling.available_bytes` hands them back): inside
+    :func:`reuse_freed_memory` a large scale's activations stay in the heap after it ends, which the
+    next scale reuses but the system's MemAvailable counts as used. glibc's free bytes
+    (``mallinfo2().fordblks``), at most the resident memory not in use (``malloc_trim`` hands free
+    pages back while glibc still counts them free). 0 elsewhere than glibc 2.33+."""
+    libc = _glibc()
+    mallinfo2 = getattr(libc, "mallinfo2", None) if libc is not None else None
+    if mallinfo2 is None:
+        return 0
+    mallinfo2.restype = _Mallinfo2
+    info = mallinfo2()
+    try:
+        with open("/proc/self/statm") as f:
+            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+    return int(max(0, min(info.fordblks, resident - info.uordblks - info.hblkhd)))
 
 
 @functools.cache

@@ -138,11 +138,27 @@ def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
 
 # Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
 # 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
-# size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px; the larger is the auto rule's estimate.
+# size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px. The estimate (untiled_peak_bytes) is the
+# smaller of 2000 B/px and the line through the two full-run bounds (7.26 GiB at 2048x1536 with
+# L-BFGS's 20 pairs, 15.58 GiB at 4096x3072 with its 5): 4.49 GiB + 946 B/px, the lower from ~4.6 MP.
 UNTILED_BYTES_PER_PIXEL = 2000
-# Tiling switches on when that estimate exceeds this share of the memory available (the rest is
-# left to the machine's other work and the optimiser's state).
+UNTILED_LARGE_BASE_BYTES = int(4.49 * 2**30)
+UNTILED_LARGE_BYTES_PER_PIXEL = 946
+# Without --memory-budget, tiling switches on when that estimate exceeds this share of the memory
+# available: a tiled evaluation costs 2.7x an untiled one at 2896x2172 in bfloat16 on an AMX CPU (1.4x
+# in float32 at 2048 px elsewhere), so a picture that fits runs whole. At 0.5 (before the tenth
+# session) a 4096x3072 default run tiled its last two scales and took 57 min; BENCHMARKS.md, "Print
+# size, tenth session".
+UNTILED_SHARE = 0.8
+# The share of the memory available that kept tiles' graphs may take (choose_keep; and the tiled scales'
+# default limit beside print_limit_bytes).
 AUTO_SHARE = 0.5
+
+
+def untiled_peak_bytes(pixels: int) -> int:
+    """The estimated peak of an untiled scale of ``pixels`` picture pixels (see
+    :data:`UNTILED_BYTES_PER_PIXEL`)."""
+    return min(pixels * UNTILED_BYTES_PER_PIXEL, UNTILED_LARGE_BASE_BYTES + pixels * UNTILED_LARGE_BYTES_PER_PIXEL)
 
 
 def conv_reach(names: Sequence[str], upto: int) -> tuple[int, int]:
@@ -163,9 +179,15 @@ def halo_for(names: Sequence[str], upto: int) -> tuple[int, int]:
 
 
 def available_bytes(device: torch.device) -> int:
-    """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable."""
+    """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable once this
+    process has handed back what it freed (:func:`painterly.device.release_freed`). Without that, a
+    default 4096 px run whose untiled 2896 px scale left its heap behind tiled its 4096 px scale, at
+    ~3x the time of an untiled one; counting the kept heap as free instead let the scale run untiled
+    but peak at 21.3 GB, the old blocks fitting the new sizes poorly (BENCHMARKS.md, "Print size,
+    tenth session")."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    release_freed(device)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -242,7 +264,7 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
                 dtype: torch.dtype = torch.float32) -> int | None:  # fmt: skip
     """The tile side for an evaluation at (height, width) ``size``: ``tile`` if given (0: off), else
     ``None`` (untiled) when the untiled estimate fits the memory budget (``budget`` GiB; default:
-    :data:`AUTO_SHARE` of the memory available), else :data:`DEFAULT_TILE`, or with a ``budget`` the
+    :data:`UNTILED_SHARE` of the memory available), else :data:`DEFAULT_TILE`, or with a ``budget`` the
     largest tile up to :data:`DEFAULT_TILE` whose modelled peak (:func:`tiled_peak_bytes`) fits it,
     never below :data:`MIN_AUTO_TILE`: a ``budget`` that not even that fits is an
     :class:`~painterly.errors.InputError`. (Without a budget the tile stays today's: smaller tiles
@@ -250,8 +272,8 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
     if tile is not None:
         return tile or None
     pixels = size[0] * size[1]
-    limit = budget * GIB if budget is not None else AUTO_SHARE * available_bytes(device)
-    if pixels * UNTILED_BYTES_PER_PIXEL <= limit:
+    limit = budget * GIB if budget is not None else UNTILED_SHARE * available_bytes(device)
+    if untiled_peak_bytes(pixels) <= limit:
         return None
     if budget is None:
         return DEFAULT_TILE
