@@ -115,6 +115,13 @@ def large_blocks_returned(device: torch.device) -> Iterator[None]:
             _set_thresholds(libc, _REUSE_MMAP_THRESHOLD, _REUSE_TRIM_THRESHOLD)
 
 
+def release_kept(device: torch.device) -> None:
+    """Inside :func:`reuse_freed_memory` only (outside it glibc keeps nothing large, and library calls
+    leave malloc alone), hand the freed heap back: :func:`release_freed`."""
+    if _reusing:
+        release_freed(device)
+
+
 def release_freed(device: torch.device) -> None:
     """Hand the memory freed by one tile of a tiled evaluation (painterly.tiling) back to the system
     (glibc's ``malloc_trim``) before the next. The painterly command keeps freed memory for reuse

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .device import large_blocks_returned, release_freed
+from .device import large_blocks_returned, release_freed, release_kept
 from .network import VGGFeatures, run_recomputing
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise. 896 rather than
@@ -187,7 +187,7 @@ def available_bytes(device: torch.device) -> int:
     tenth session")."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    release_freed(device)
+    release_kept(device)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
