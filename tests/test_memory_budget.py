@@ -24,7 +24,10 @@ def free_24(monkeypatch):
 
 def test_without_a_budget_the_rule_is_todays(free_24):
     assert tiling.choose_tile(None, (1536, 2048), CPU) is None  # 5.9 GiB estimate, 80 % of 22 free
-    assert tiling.choose_tile(None, (3072, 4096), CPU) is None  # 15.6 GiB estimate: it fits, and runs whole
+    assert tiling.choose_tile(None, (2172, 2896), CPU) is None  # 11.7 GiB estimate: it fits, and runs whole
+    # 21.4 GiB (a whole default run's measured peak) is over 80 % of 22: it tiles; --tile 0 runs it whole
+    assert tiling.choose_tile(None, (3072, 4096), CPU) == tiling.DEFAULT_TILE
+    assert tiling.choose_tile(0, (3072, 4096), CPU) is None
     assert tiling.choose_tile(None, (6144, 8192), CPU) == tiling.DEFAULT_TILE
     assert tiling.choose_tile(0, (6144, 8192), CPU, budget=1) is None  # --tile wins over the budget
     assert tiling.choose_tile(320, (6144, 8192), CPU, budget=1) == 320
@@ -33,7 +36,9 @@ def test_without_a_budget_the_rule_is_todays(free_24):
 def test_the_untiled_estimate_follows_both_measured_bounds():
     # 2000 B/px to 2048x1536 (5.86 GiB; measured 5.93 after two evaluations), the fitted line above
     assert tiling.untiled_peak_bytes(1536 * 2048) == 1536 * 2048 * 2000
-    assert abs(tiling.untiled_peak_bytes(3072 * 4096) / GIB - 15.58) < 0.2  # the 4096 px full-run bound
+    # the whole default 4096 px run's measured peak (21.39 GiB): on a 24 GiB machine it tiles
+    assert abs(tiling.untiled_peak_bytes(3072 * 4096) / GIB - 21.39) < 0.2
+    assert tiling.untiled_peak_bytes(3072 * 4096) > tiling.UNTILED_SHARE * 24 * GIB
     assert tiling.untiled_peak_bytes(6144 * 8192) > 40 * GIB  # 8192 px never fits a 24 GiB machine whole
 
 

@@ -137,13 +137,17 @@ def content_target_dtype(dtype: torch.dtype, pixels: int) -> torch.dtype:
 
 
 # Peak bytes per output pixel of an untiled run (vgg16-hed, bfloat16, the network recomputing above
-# 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB (BENCHMARKS.md, "Peak memory by output
-# size"): about 2000 B/px at 2048 px, 1230 B/px at 4096 px. The estimate (untiled_peak_bytes) is the
-# smaller of 2000 B/px and the line through the two full-run bounds (7.26 GiB at 2048x1536 with
-# L-BFGS's 20 pairs, 15.58 GiB at 4096x3072 with its 5): 4.49 GiB + 946 B/px, the lower from ~4.6 MP.
+# 1.5 MP): 2048x1536 peaks at 5.93 GiB, 4096x3072 at 14.5 GiB over its final scale alone
+# (BENCHMARKS.md, "Peak memory by output size"), about 2000 B/px at 2048 px. A whole default 4096x3072
+# run peaks higher: 21.39 GiB of RSS (the 2896 and 4096 px scales untiled, after eight scales' heap;
+# BENCHMARKS.md, "Print size, eleventh session"). The estimate (untiled_peak_bytes) is the smaller of
+# 2000 B/px and the line through the two full-run bounds (7.26 GiB at 2048x1536, 21.39 GiB at
+# 4096x3072): 2.55 GiB + 1608 B/px, the lower from ~7 MP. (Until the eleventh session the second
+# point was 15.58 GiB, a bound from the final scale's peak, and a 4096 px scale chose to run whole on
+# an estimate 27 % short of what it used.)
 UNTILED_BYTES_PER_PIXEL = 2000
-UNTILED_LARGE_BASE_BYTES = int(4.49 * 2**30)
-UNTILED_LARGE_BYTES_PER_PIXEL = 946
+UNTILED_LARGE_BASE_BYTES = int(2.55 * 2**30)
+UNTILED_LARGE_BYTES_PER_PIXEL = 1608
 # Without --memory-budget, tiling switches on when that estimate exceeds this share of the memory
 # available: a tiled evaluation costs 2.7x an untiled one at 2896x2172 in bfloat16 on an AMX CPU (1.4x
 # in float32 at 2048 px elsewhere), so a picture that fits runs whole. At 0.5 (before the tenth
