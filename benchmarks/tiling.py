@@ -6,7 +6,9 @@ vgg16-hed's layout with random weights (the cost does not depend on the weights)
 content/style pair at SIZE px untiled, then tiled with each of the tiled path's savings and without
 them (pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product;
 the halo trimmed layer by layer),
-and tiled through the first three blocks only. Each forward + backward is timed REPEATS times after
+untiled without recomputing (``untiled_no_recompute``: the network keeps every activation for the
+backward, whatever the size), and tiled through the first three blocks only. Each forward +
+backward is timed REPEATS times after
 the targets are built, the variants interleaved round by round (so a burst of other work on a shared
 machine spreads over all of them); the fastest of each counts. Prints one JSON line with the seconds
 and the ratios tiled / untiled. With ``reuse`` all of it runs inside ``device.reuse_freed_memory`` as
@@ -21,6 +23,7 @@ without it the default's limit); the JSON says each tiled variant's count (``kee
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,6 +34,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "painterly" / "examples
 #        TRIM_HALO)
 VARIANTS = {
     "untiled": (False, None, True, True, None, True),
+    "untiled_no_recompute": (False, None, True, True, None, True),  # the network keeps every activation
     "tiled": (True, None, True, True, None, True),
     "tiled_no_trim": (True, None, True, True, None, False),
     "tiled_keep2": (True, None, True, True, None, True),  # KEEP_TILES 2 (KEEP below)
@@ -77,7 +81,7 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
         if objectives[name].tiler is not None:
             out["keep_" + name] = tiling.KEEP_TILES or objectives[name].tiler.keep
     times: dict[str, list[float]] = {name: [] for name in names}
-    threshold = device.TILED_MMAP_THRESHOLD
+    threshold, recompute_above = device.TILED_MMAP_THRESHOLD, problem.net.recompute_above
     with device.reuse_freed_memory() if reuse else contextlib.nullcontext():
         for _ in range(repeats):
             for name in names:
@@ -85,13 +89,14 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
                 tiling.KEEP_LAST_TILE, tiling.CHANNELS_LAST_GRAM, tiling.TRIM_HALO = keep, gram, trim
                 tiling.KEEP_TILES = KEEP.get(name, 1)
                 device.TILED_MMAP_THRESHOLD = threshold if mmap is None else mmap
+                problem.net.recompute_above = math.inf if name == "untiled_no_recompute" else recompute_above
                 x = content.clone().requires_grad_(True)
                 scale = device.large_blocks_returned(x.device) if tiled else contextlib.nullcontext()
                 start = time.perf_counter()
                 with scale:
                     objectives[name](x)["total"].backward()
                 times[name].append(time.perf_counter() - start)
-    device.TILED_MMAP_THRESHOLD = threshold
+    device.TILED_MMAP_THRESHOLD, problem.net.recompute_above = threshold, recompute_above
     for name in names:
         out[name] = min(times[name])
         out[name + "_all"] = times[name]
