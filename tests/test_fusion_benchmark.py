@@ -7,6 +7,7 @@ import pytest
 fusion = pytest.importorskip("benchmarks.fusion")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # the deprecation is what the benchmark reports
 def test_every_variant_computes_the_same_numbers_and_the_profile_adds_up() -> None:
     result = fusion.main(["64", "1", "float32"])
     assert result["size"] == [64, 48]
