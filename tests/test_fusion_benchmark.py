@@ -9,7 +9,11 @@ fusion = pytest.importorskip("benchmarks.fusion")
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # the deprecation is what the benchmark reports
 def test_every_variant_computes_the_same_numbers_and_the_profile_adds_up() -> None:
+    import torch
+
+    threads, fusing = torch.get_num_threads(), torch.jit.onednn_fusion_enabled()
     result = fusion.main(["64", "1", "float32"])
+    assert (torch.get_num_threads(), torch.jit.onednn_fusion_enabled()) == (threads, fusing)  # left as found
     assert result["size"] == [64, 48]
     assert result["grad_inplace_relu_same"] is True
     assert set(result["forward_s"]) >= {"forward_eager", "forward_frozen"}
