@@ -3,21 +3,20 @@
 ``python -m benchmarks.tiling [SIZE] [TILE] [REPEATS] [VARIANTS] [reuse]`` (default 2048 px, 1024 px tiles,
 2 repeats, all variants):
 vgg16-hed's layout with random weights (the cost does not depend on the weights) evaluates one
-content/style pair at SIZE px untiled, then tiled with each of the tiled path's savings and without
-them (pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product;
-the halo trimmed layer by layer),
-untiled without recomputing (``untiled_no_recompute``: the network keeps every activation for the
-backward, whatever the size), and tiled through the first three blocks only. Each forward +
-backward is timed REPEATS times after
-the targets are built, the variants interleaved round by round (so a burst of other work on a shared
-machine spreads over all of them); the fastest of each counts. Prints one JSON line with the seconds
-and the ratios tiled / untiled. With ``reuse`` all of it runs inside ``device.reuse_freed_memory`` as
-the painterly command runs it, each tiled variant inside ``device.large_blocks_returned`` as a tiled
-scale does, with its own threshold (``tiled_mmap32``: 32 MiB, the third session's). The process takes
-painterly's thread policy (``threads.configure_threads``), as the painterly command and
-``benchmarks.memory`` do; ``OMP_NUM_THREADS`` fixes the count. ``tiled_auto`` keeps as many of pass 1's
-tiles as ``tiling.choose_keep`` chooses (with ``budget=GIB`` among the last arguments: as under ``--memory-budget``;
-without it the default's limit); the JSON says each tiled variant's count (``keep_NAME``).
+content/style pair at SIZE px untiled, then tiled with each of the tiled path's savings and without them
+(pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product; the halo
+trimmed layer by layer), untiled without recomputing (``untiled_no_recompute``: the network keeps every
+activation for the backward, whatever the size), and tiled through the first three blocks only. Each
+forward + backward is timed REPEATS times after the targets are built, the variants interleaved round by
+round (so a burst of other work on a shared machine spreads over all of them); the fastest of each
+counts. Prints one JSON line with the seconds and the ratios tiled / untiled. With ``reuse`` all of it
+runs inside ``device.reuse_freed_memory`` as the painterly command runs it, each tiled variant inside
+``device.large_blocks_returned`` as a tiled scale does, with its own threshold (``tiled_mmap32``: 32
+MiB, the third session's). The process takes painterly's thread policy (``threads.configure_threads``),
+as the painterly command and ``benchmarks.memory`` do; ``OMP_NUM_THREADS`` fixes the count.
+``tiled_auto`` keeps as many of pass 1's tiles as ``tiling.choose_keep`` chooses (with ``budget=GIB``
+among the last arguments: as under ``--memory-budget``; without it the default's limit); the JSON says
+each tiled variant's count (``keep_NAME``).
 """
 
 from __future__ import annotations
