@@ -99,8 +99,8 @@ def main(size: int, evals: int = 2, tile: int = -1, optimizer: str = "adam", mod
 
         return wrapper
 
-    release = tiling.release_freed
-    tiling.release_freed = marked(release, None, "tile_end")
+    release = tiling.release_tile
+    tiling.release_tile = marked(release, None, "tile_end")
     first, second = tiling.TiledEvaluation.first, tiling.TiledEvaluation.second
     tiling.TiledEvaluation.first = marked(first, "p1_start", "p1_end")
     tiling.TiledEvaluation.second = marked(second, "p2_start", "p2_end")
@@ -114,7 +114,7 @@ def main(size: int, evals: int = 2, tile: int = -1, optimizer: str = "adam", mod
                 optimizer=optimizer,
             )  # fmt: skip
     finally:
-        tiling.release_freed, tiling.TiledEvaluation.first, tiling.TiledEvaluation.second = release, first, second
+        tiling.release_tile, tiling.TiledEvaluation.first, tiling.TiledEvaluation.second = release, first, second
     seconds = time.perf_counter() - start
     running[0] = False
     time.sleep(0.05)

@@ -67,6 +67,32 @@ def test_stylize_neither_reseeds_the_global_rng_nor_touches_malloc(monkeypatch):
     assert [c[0] for c in calls] == ["mallopt", "mallopt", "malloc_trim"]
 
 
+def test_a_tiled_stylize_leaves_malloc_alone_but_the_command_trims_after_each_tile(monkeypatch):
+    # Tiles trim what they freed only where the painterly command keeps freed memory
+    # (reuse_freed_memory); a library call, tiled or not, never calls into malloc.
+    calls = []
+
+    class Recorder:
+        def mallopt(self, *args):
+            calls.append("mallopt")
+
+        def malloc_trim(self, *args):
+            calls.append("malloc_trim")
+
+    monkeypatch.setattr(device, "_glibc", lambda: Recorder())
+    gen = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 48, 64, generator=gen), torch.rand(1, 3, 48, 64, generator=gen)
+    kw = {**TINY, "size": 64, "scales": (64,), "tile": 16}
+    painterly.stylize(content, style, init="noise", seed=7, **kw)
+    assert calls == []
+    with device.reuse_freed_memory():
+        painterly.stylize(content, style, init="noise", seed=7, **kw)
+    # the opt-in's two thresholds, then per evaluation the tiles' trims (4 tiles, 2 passes) and the
+    # scale's lowered thresholds set and restored, and the trim on leaving
+    assert calls.count("malloc_trim") > 4
+    assert calls[:2] == ["mallopt", "mallopt"] and calls[-1] == "malloc_trim"
+
+
 def test_a_run_without_content_term_runs_on_the_chosen_device():
     # alpha = 0 leaves no content target, from which the loop used to guess its device.
     gen = torch.Generator().manual_seed(0)

@@ -123,13 +123,15 @@ def release_kept(device: torch.device) -> None:
 
 
 def release_freed(device: torch.device) -> None:
-    """Hand the memory freed by one tile of a tiled evaluation (painterly.tiling) back to the system
-    (glibc's ``malloc_trim``) before the next. The painterly command keeps freed memory for reuse
-    (:func:`reuse_freed_memory`), which suits an evaluation that allocates the same blocks every
-    time; tiles of a few sizes, allocated between long-lived whole-picture buffers, instead left the
-    heap ever more fragmented: a 4096x3072 run's RSS ratcheted to 7 GiB of mostly free memory
-    (BENCHMARKS.md, "Print size"). The next tile pays the page faults again (a few percent of its
-    time). Elsewhere than Linux/glibc, and on GPUs, nothing to do."""
+    """Hand the memory this process freed back to the system (glibc's ``malloc_trim``), whatever the
+    thresholds. The painterly command's runs call it through :func:`release_kept`: before reading the
+    memory free, and after each tile of a tiled evaluation (painterly.tiling.release_tile). The
+    command keeps freed memory for reuse (:func:`reuse_freed_memory`), which suits an evaluation that
+    allocates the same blocks every time; tiles of a few sizes, allocated between long-lived
+    whole-picture buffers, instead left the heap ever more fragmented: a 4096x3072 run's RSS
+    ratcheted to 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile pays the
+    page faults again (a few percent of its time). Elsewhere than Linux/glibc, and on GPUs, nothing
+    to do."""
     libc = _glibc() if device.type == "cpu" else None
     if libc is not None:
         libc.malloc_trim(0)

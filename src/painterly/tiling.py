@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .device import large_blocks_returned, release_freed, release_kept
+from .device import large_blocks_returned, release_kept
 from .network import VGGFeatures, run_recomputing
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise. 896 rather than
@@ -182,9 +182,19 @@ def halo_for(names: Sequence[str], upto: int) -> tuple[int, int]:
     return stride * math.ceil(reach / stride), stride
 
 
+def release_tile(device: torch.device) -> None:
+    """After each tile of a tiled evaluation, hand what it freed back to the system before the next
+    (:func:`painterly.device.release_freed`), where the painterly command keeps freed memory for reuse
+    (:func:`painterly.device.reuse_freed_memory`: without the trims a 4096x3072 run's RSS ratcheted to
+    7 GiB of mostly free heap). A library call (:func:`painterly.stylize`) leaves malloc alone: there
+    glibc maps a tile's large blocks for themselves and returns them on free (BENCHMARKS.md, "Print
+    size, twelfth session")."""
+    release_kept(device)
+
+
 def available_bytes(device: torch.device) -> int:
     """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable once this
-    process has handed back what it freed (:func:`painterly.device.release_freed`). Without that, a
+    process has handed back what it freed (:func:`painterly.device.release_kept`). Without that, a
     default 4096 px run whose untiled 2896 px scale left its heap behind tiled its 4096 px scale, at
     ~3x the time of an untiled one; counting the kept heap as free instead let the scale run untiled
     but peak at 21.3 GB, the old blocks fitting the new sizes poorly (BENCHMARKS.md, "Print size,
@@ -575,7 +585,7 @@ class Tiler:
                 if self.split:
                     assembled = self.assemble(assembled, x, t, h, w)
                 del x
-                release_freed(image.device)
+                release_tile(image.device)
             if self.split:
                 yield None, self.run_tail(assembled, low, taps - head_taps)
 
@@ -683,7 +693,7 @@ class TiledEvaluation:
             else:
                 feats = x = None  # the previous tile's taps go before this tile's forward
                 if i:
-                    release_freed(image.device)
+                    release_tile(image.device)
                 feats, x = tiler.run_head(crop, low, head_taps, tile=t)
             for li, layer in enumerate(obj.style_layers):
                 if layer not in head_taps:
@@ -785,7 +795,7 @@ class TiledEvaluation:
             if x_in.grad is not None:
                 out[..., t.rows[0] : t.rows[1], t.cols[0] : t.cols[1]] += x_in.grad
             del x_in
-            release_freed(image.device)
+            release_tile(image.device)
         return out
 
     def _target(self, t: Tile) -> torch.Tensor:
