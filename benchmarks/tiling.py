@@ -1,7 +1,8 @@
 """Cost of the exact tiled evaluation against an untiled one, in one run.
 
 ``python -m benchmarks.tiling [SIZE] [TILE] [REPEATS] [VARIANTS] [reuse]`` (default 2048 px, 1024 px tiles,
-2 repeats, all variants):
+2 repeats, all variants; TILE may be a comma list, ``896,2048``: then each tiled variant runs at each
+tile side, named ``VARIANT@TILE``, all against the one untiled baseline):
 vgg16-hed's layout with random weights (the cost does not depend on the weights) evaluates one
 content/style pair at SIZE px untiled, then tiled with each of the tiled path's savings and without them
 (pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product; the halo
@@ -50,7 +51,7 @@ VARIANTS = {
 KEEP = {"tiled_keep2": 2, "tiled_keep4": 4, "tiled_auto": None}
 
 
-def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = ",".join(VARIANTS),
+def main(size: int = 2048, tile: int | str = 1024, repeats: int = 2, variants: str = ",".join(VARIANTS),
          reuse: bool = False, budget: float = 0) -> dict:  # fmt: skip
     import contextlib
 
@@ -69,13 +70,18 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
     problem = build_problem(content, [str(EXAMPLES / "starry_night.jpg")], s)
     shape = tuple(content.shape[-2:])
     out: dict = {"size": size, "height": shape[0], "width": shape[1], "tile": tile, "repeats": repeats, "reuse": reuse}
-    names = variants.split(",")
+    sides = [int(t) for t in str(tile).split(",")]
+    names = []
+    for name in variants.split(","):
+        several = VARIANTS[name][0] and len(sides) > 1
+        names += [f"{name}@{t}" for t in sides] if several else [name]
     objectives = {}
     for name in names:
-        tiled, depth, *_ = VARIANTS[name]
+        tiled, depth, *_ = VARIANTS[name.split("@")[0]]
         tiling.Tiler.__init__.__defaults__ = (depth,)
-        problem.settings = s.__class__(**{**s.__dict__, "tile": tile if tiled else 0})
-        tiling.KEEP_TILES = KEEP.get(name, 1)
+        side = int(name.split("@")[1]) if "@" in name else sides[0]
+        problem.settings = s.__class__(**{**s.__dict__, "tile": side if tiled else 0})
+        tiling.KEEP_TILES = KEEP.get(name.split("@")[0], 1)
         objectives[name] = problem.objective_at(shape)
         if objectives[name].tiler is not None:
             out["keep_" + name] = tiling.KEEP_TILES or objectives[name].tiler.keep
@@ -84,9 +90,9 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
     with device.reuse_freed_memory() if reuse else contextlib.nullcontext():
         for _ in range(repeats):
             for name in names:
-                tiled, _, keep, gram, mmap, trim = VARIANTS[name]
+                tiled, _, keep, gram, mmap, trim = VARIANTS[name.split("@")[0]]
                 tiling.KEEP_LAST_TILE, tiling.CHANNELS_LAST_GRAM, tiling.TRIM_HALO = keep, gram, trim
-                tiling.KEEP_TILES = KEEP.get(name, 1)
+                tiling.KEEP_TILES = KEEP.get(name.split("@")[0], 1)
                 device.TILED_MMAP_THRESHOLD = threshold if mmap is None else mmap
                 problem.net.recompute_above = math.inf if name == "untiled_no_recompute" else recompute_above
                 x = content.clone().requires_grad_(True)
@@ -101,14 +107,15 @@ def main(size: int = 2048, tile: int = 1024, repeats: int = 2, variants: str = "
         out[name + "_all"] = times[name]
         if name != "untiled" and "untiled" in times:
             out["ratio_" + name] = out[name] / out["untiled"]
-    tiler = next((o.tiler for o in objectives.values() if o.tiler is not None), None)
-    out["tiles"] = len(tiler.tiles(*shape)) if tiler is not None else 1
+    for name, objective in objectives.items():
+        if objective.tiler is not None:
+            out["tiles_" + name] = len(objective.tiler.tiles(*shape))
     out["threads"] = torch.get_num_threads()
     return out
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    nums = [int(a) for a in args[:3]]
+    nums = [int(a) if i != 1 else a for i, a in enumerate(args[:3])]
     budget = next((float(a.split("=", 1)[1]) for a in args[4:] if a.startswith("budget=")), 0)
     print(json.dumps(main(*nums, *args[3:4], reuse="reuse" in args[4:], budget=budget)))

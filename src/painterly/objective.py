@@ -91,11 +91,14 @@ class _Gram(torch.autograd.Function):
 
 
 def _is_channels_last(features: torch.Tensor) -> bool:
-    return features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
+    """Channels innermost: a channels-last tensor, or a window of one (a tile's core, painterly.tiling)."""
+    return features.shape[1] > 1 and features.stride(1) == 1 and not features.is_contiguous()
 
 
 def _positions_by_channels(features: torch.Tensor) -> torch.Tensor:
-    """F as (B, H·W, K): a view in either layout (transposed for NCHW)."""
+    """F as (B, H·W, K): a view in either layout (transposed for NCHW); a window of a channels-last
+    tensor is copied in its own layout, runs of W·K values (0.08 s for a 64-channel 1536x1024
+    bfloat16 core; made NCHW first, as before, 0.76 s: BENCHMARKS.md, "Print size, twelfth session")."""
     b, k, h, w = features.shape
     if _is_channels_last(features):
         return features.permute(0, 2, 3, 1).reshape(b, h * w, k)
@@ -617,7 +620,10 @@ class Objective:
                 return feats[layer].to(dtype)
             if out is None:
                 size = self.tiler.layer_size(layer, *content.shape[-2:])
-                out = feats[layer].new_empty((*feats[layer].shape[:2], *size), dtype=dtype)
+                # channels-last as the taps are: a target in NCHW made each tile's F − P a mixed-layout
+                # subtraction, ~10x slower (BENCHMARKS.md, "Print size, twelfth session")
+                out = torch.empty((*feats[layer].shape[:2], *size), dtype=dtype, device=feats[layer].device,
+                                  memory_format=torch.channels_last)  # fmt: skip
             out[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]] = feats[layer]
             del feats  # before the next tile's forward: one tile's taps at a time
         return out

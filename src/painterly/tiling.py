@@ -149,8 +149,9 @@ UNTILED_BYTES_PER_PIXEL = 2000
 UNTILED_LARGE_BASE_BYTES = int(2.55 * 2**30)
 UNTILED_LARGE_BYTES_PER_PIXEL = 1608
 # Without --memory-budget, tiling switches on when that estimate exceeds this share of the memory
-# available: a tiled evaluation costs 2.7x an untiled one at 2896x2172 in bfloat16 on an AMX CPU (1.4x
-# in float32 at 2048 px elsewhere), so a picture that fits runs whole. At 0.5 (before the tenth
+# available: a tiled evaluation costs 1.5x an untiled one at 2048x1536 in bfloat16 on an AMX CPU (2.5-2.7x
+# until the twelfth session mended its layout mismatches; 1.4x in float32 elsewhere), so a picture that
+# fits runs whole. At 0.5 (before the tenth
 # session) a 4096x3072 default run tiled its last two scales and took 57 min; BENCHMARKS.md, "Print
 # size, tenth session".
 UNTILED_SHARE = 0.8
@@ -824,17 +825,17 @@ class TiledEvaluation:
             for name in head_taps:
                 rs, cs = tiler.core(name, t)
                 fr, fc = tiler.full(name, t)
-                core = feats[name][..., rs, cs]
-                g = self._core_gradient(name, core.detach(), fr, fc, dgrams, grad, dmeans, name == content, t, target)
+                core = feats[name][..., rs, cs].detach()
+                g = self._core_gradient(name, core, fr, fc, dgrams, grad, dmeans, name == content, t, target)
+                del core
                 if g is not None:
-                    part = (core * g.to(core.dtype)).sum()
+                    part = _Seeded.apply(feats[name], _placed(g, feats[name], rs, cs))
                     surrogate = part if surrogate is None else surrogate + part
                     del g, part
-                del core
             if d_head is not None:
                 rs, cs = tiler.core(tiler.head_output, t)
                 fr, fc = tiler.full(tiler.head_output, t)
-                part = (x[..., rs, cs] * d_head[..., fr, fc].to(x.dtype)).sum()
+                part = _Seeded.apply(x, _placed(d_head[..., fr, fc], x, rs, cs))
                 surrogate = part if surrogate is None else surrogate + part
                 del part
         feats.clear()
@@ -875,6 +876,36 @@ class TiledEvaluation:
                 part = (_wide(core) - target) * (2 * grad[0] / obj.content_numel)
                 g = part if g is None else g + part
         return g
+
+
+def _placed(g: torch.Tensor, like: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+    """A tap's dL/dF over its whole tile: ``g`` at the core (``rows``, ``cols``), zero in the halo, in
+    ``like``'s dtype and channels-last layout."""
+    out = torch.zeros_like(like, memory_format=torch.channels_last)
+    out[..., rows, cols] = g
+    return out
+
+
+class _Seeded(torch.autograd.Function):
+    """A zero whose gradient with respect to ``features`` is ``grad_features``: it starts a tile's
+    backward with dL/dF fixed (the objective's surrogate Σ F·dL/dF, without computing the product).
+
+    It hands the tap its gradient whole and channels-last. The surrogate on the core's window did
+    not: autograd's backward of a slice builds an NCHW zero tensor, so each tap paid an NCHW copy of
+    its core and an add of NCHW to the network's channels-last gradient, the two 10-30x slower than
+    the same work in one layout (a 64-channel 1536x1120 bfloat16 add: 0.95 s against 0.03 s). The
+    gradient goes with the node: the node's first and only use frees it."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, grad_features: torch.Tensor) -> torch.Tensor:
+        ctx.grad_features = grad_features
+        return features.new_zeros((), dtype=torch.float32)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        g, ctx.grad_features = ctx.grad_features, None
+        return (g if bool(grad == 1) else g * grad.to(g.dtype)), None
 
 
 class _Tiled(torch.autograd.Function):
