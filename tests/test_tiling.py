@@ -202,6 +202,34 @@ def test_a_bfloat16_network_keeps_its_tiled_content_target_in_bfloat16():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_a_channels_last_network_keeps_the_tiled_path_in_one_layout():
+    # Mixed layouts made the tiled evaluation 1.6x slower in bfloat16 (BENCHMARKS.md, "Print size,
+    # twelfth session"): the stored target, a core window's Gram and each tap's dL/dF stay channels-last.
+    from painterly.objective import _is_channels_last, _positions_by_channels, gram_matrix
+
+    net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0)).to(memory_format=torch.channels_last)
+    content, styles, masks, image = _images(80, 72)
+    layers = list(SHALLOW)
+    objective = Objective(
+        net, content, styles, content_layer="relu2_2", style_layers=layers,
+        weights=Weights(1.0, 1e3, 1.0, dict.fromkeys(layers, 1.0)), blend_weights=[1.0, 2.0],
+        output_area=float(80 * 72), tile=32,
+    )  # fmt: skip
+    assert objective.content_target.is_contiguous(memory_format=torch.channels_last)
+    tap = torch.rand(1, 8, 12, 20).contiguous(memory_format=torch.channels_last)
+    window = tap[..., 2:10, 3:17]
+    assert _is_channels_last(window) and not _is_channels_last(window.contiguous())
+    rows = _positions_by_channels(window)
+    assert torch.equal(rows, window.permute(0, 2, 3, 1).reshape(1, -1, 8))
+    assert torch.allclose(gram_matrix(window), gram_matrix(window.contiguous()))
+    f = tap.clone().requires_grad_(True)
+    g = torch.rand(1, 8, 8, 14)
+    placed = tiling._placed(g, f, slice(2, 10), slice(3, 17))
+    (3 * tiling._Seeded.apply(f, placed)).backward()
+    assert f.grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(f.grad[..., 2:10, 3:17], 3 * g) and f.grad.sum() == (3 * g).sum()
+
+
 @pytest.mark.parametrize("recompute", [False, True])
 def test_pass_two_lets_each_tiles_dl_df_go_before_its_backward_ends(recompute, monkeypatch):
     """A tile's dL/dF (one tap-sized tensor per tap) is gone by the time its backward reaches the

@@ -620,10 +620,11 @@ class Objective:
                 return feats[layer].to(dtype)
             if out is None:
                 size = self.tiler.layer_size(layer, *content.shape[-2:])
-                # channels-last as the taps are: a target in NCHW made each tile's F − P a mixed-layout
+                # in the taps' layout (channels-last): a target in NCHW made each tile's F − P a mixed-layout
                 # subtraction, ~10x slower (BENCHMARKS.md, "Print size, twelfth session")
+                layout = torch.channels_last if _is_channels_last(feats[layer]) else torch.contiguous_format
                 out = torch.empty((*feats[layer].shape[:2], *size), dtype=dtype, device=feats[layer].device,
-                                  memory_format=torch.channels_last)  # fmt: skip
+                                  memory_format=layout)  # fmt: skip
             out[..., self.tiler.full(layer, t)[0], self.tiler.full(layer, t)[1]] = feats[layer]
             del feats  # before the next tile's forward: one tile's taps at a time
         return out
