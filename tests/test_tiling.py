@@ -184,16 +184,22 @@ def test_tiles_that_recompute_give_the_same_gradient(monkeypatch):
     assert _rel(recomputed, kept) < 1e-6
 
 
-def test_a_bfloat16_network_keeps_its_tiled_content_target_in_bfloat16():
-    net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0))
-    net.compute_dtype = torch.bfloat16
-    content, styles, masks, image = _images(80, 72)
+def _tiled_shallow(net):
+    """An 80x72 objective on the SHALLOW taps in 32 px tiles (content at relu2_2), its content and an image."""
+    content, styles, _, image = _images(80, 72)
     layers = list(SHALLOW)
     objective = Objective(
         net, content, styles, content_layer="relu2_2", style_layers=layers,
         weights=Weights(1.0, 1e3, 1.0, dict.fromkeys(layers, 1.0)), blend_weights=[1.0, 2.0],
         output_area=float(80 * 72), tile=32,
     )  # fmt: skip
+    return objective, content, image
+
+
+def test_a_bfloat16_network_keeps_its_tiled_content_target_in_bfloat16():
+    net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0))
+    net.compute_dtype = torch.bfloat16
+    objective, content, image = _tiled_shallow(net)
     assert objective.content_target.dtype == torch.bfloat16
     exact = net(content)["relu2_2"]
     assert _rel(objective.content_target.float(), exact) < 1e-2
@@ -208,13 +214,7 @@ def test_a_channels_last_network_keeps_the_tiled_path_in_one_layout():
     from painterly.objective import _is_channels_last, _positions_by_channels, gram_matrix
 
     net = VGGFeatures("vgg16", SHALLOW, cached_weights("vgg16", "random", 0)).to(memory_format=torch.channels_last)
-    content, styles, masks, image = _images(80, 72)
-    layers = list(SHALLOW)
-    objective = Objective(
-        net, content, styles, content_layer="relu2_2", style_layers=layers,
-        weights=Weights(1.0, 1e3, 1.0, dict.fromkeys(layers, 1.0)), blend_weights=[1.0, 2.0],
-        output_area=float(80 * 72), tile=32,
-    )  # fmt: skip
+    objective, _, _ = _tiled_shallow(net)
     assert objective.content_target.is_contiguous(memory_format=torch.channels_last)
     tap = torch.rand(1, 8, 12, 20).contiguous(memory_format=torch.channels_last)
     window = tap[..., 2:10, 3:17]

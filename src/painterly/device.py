@@ -115,24 +115,18 @@ def large_blocks_returned(device: torch.device) -> Iterator[None]:
             _set_thresholds(libc, _REUSE_MMAP_THRESHOLD, _REUSE_TRIM_THRESHOLD)
 
 
-def release_kept(device: torch.device) -> None:
-    """Inside :func:`reuse_freed_memory` only (outside it glibc keeps nothing large, and library calls
-    leave malloc alone), hand the freed heap back: :func:`release_freed`."""
-    if _reusing:
-        release_freed(device)
-
-
 def release_freed(device: torch.device) -> None:
-    """Hand the memory this process freed back to the system (glibc's ``malloc_trim``), whatever the
-    thresholds. The painterly command's runs call it through :func:`release_kept`: before reading the
-    memory free, and after each tile of a tiled evaluation (painterly.tiling.release_tile). The
-    command keeps freed memory for reuse (:func:`reuse_freed_memory`), which suits an evaluation that
-    allocates the same blocks every time; tiles of a few sizes, allocated between long-lived
-    whole-picture buffers, instead left the heap ever more fragmented: a 4096x3072 run's RSS
-    ratcheted to 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile pays the
-    page faults again (a few percent of its time). Elsewhere than Linux/glibc, and on GPUs, nothing
-    to do."""
-    libc = _glibc() if device.type == "cpu" else None
+    """Inside :func:`reuse_freed_memory`, hand the memory this process freed back to the system
+    (glibc's ``malloc_trim``); outside it, nothing (glibc keeps nothing large there, and library
+    calls leave malloc alone). The painterly command's runs call it before reading the memory free
+    (painterly.tiling.available_bytes) and after each tile of a tiled evaluation
+    (painterly.tiling.release_tile). The command keeps freed memory for reuse, which suits an
+    evaluation that allocates the same blocks every time; tiles of a few sizes, allocated between
+    long-lived whole-picture buffers, instead left the heap ever more fragmented: a 4096x3072 run's
+    RSS ratcheted to 7 GiB of mostly free memory (BENCHMARKS.md, "Print size"). The next tile pays
+    the page faults again (a few percent of its time). Elsewhere than Linux/glibc, and on GPUs,
+    nothing to do."""
+    libc = _glibc() if device.type == "cpu" and _reusing else None
     if libc is not None:
         libc.malloc_trim(0)
 

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .device import large_blocks_returned, release_kept
+from .device import large_blocks_returned, release_freed
 from .network import VGGFeatures, run_recomputing
 
 # Tiles are this many pixels on a side (their cores) unless --tile says otherwise. 896 rather than
@@ -190,19 +190,19 @@ def release_tile(device: torch.device) -> None:
     7 GiB of mostly free heap). A library call (:func:`painterly.stylize`) leaves malloc alone: there
     glibc maps a tile's large blocks for themselves and returns them on free (BENCHMARKS.md, "Print
     size, twelfth session")."""
-    release_kept(device)
+    release_freed(device)
 
 
 def available_bytes(device: torch.device) -> int:
     """Memory a run may use on ``device``: free GPU memory, or the machine's MemAvailable once this
-    process has handed back what it freed (:func:`painterly.device.release_kept`). Without that, a
+    process has handed back what it freed (:func:`painterly.device.release_freed`). Without that, a
     default 4096 px run whose untiled 2896 px scale left its heap behind tiled its 4096 px scale, at
     ~3x the time of an untiled one; counting the kept heap as free instead let the scale run untiled
     but peak at 21.3 GB, the old blocks fitting the new sizes poorly (BENCHMARKS.md, "Print size,
     tenth session")."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    release_kept(device)
+    release_freed(device)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -880,8 +880,8 @@ class TiledEvaluation:
 
 def _placed(g: torch.Tensor, like: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
     """A tap's dL/dF over its whole tile: ``g`` at the core (``rows``, ``cols``), zero in the halo, in
-    ``like``'s dtype and channels-last layout."""
-    out = torch.zeros_like(like, memory_format=torch.channels_last)
+    ``like``'s dtype and layout (channels-last in a channels-last network)."""
+    out = torch.zeros_like(like)
     out[..., rows, cols] = g
     return out
 
