@@ -7,7 +7,10 @@ vgg16-hed's layout with random weights (the cost does not depend on the weights)
 content/style pair at SIZE px untiled, then tiled with each of the tiled path's savings and without them
 (pass 2 starting from the tile pass 1 kept; the Gram's backward as one channels-last product; the halo
 trimmed layer by layer), untiled without recomputing (``untiled_no_recompute``: the network keeps every
-activation for the backward, whatever the size), and tiled through the first three blocks only. Each
+activation for the backward, whatever the size), untiled as the memory rule chooses (``untiled_auto``:
+``tiling.choose_recompute``; the JSON says its choice), and tiled through the first three blocks only.
+The ``untiled`` baseline recomputes above ``network.RECOMPUTE_ABOVE_PIXELS`` whatever the memory free,
+as every table before the rule was measured. Each
 forward + backward is timed REPEATS times after the targets are built, the variants interleaved round by
 round (so a burst of other work on a shared machine spreads over all of them); the fastest of each
 counts. Prints one JSON line with the seconds and the ratios tiled / untiled. With ``reuse`` all of it
@@ -23,7 +26,6 @@ each tiled variant's count (``keep_NAME``).
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,6 +37,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "painterly" / "examples
 VARIANTS = {
     "untiled": (False, None, True, True, None, True),
     "untiled_no_recompute": (False, None, True, True, None, True),  # the network keeps every activation
+    "untiled_auto": (False, None, True, True, None, True),  # recomputing as tiling.choose_recompute says
     "tiled": (True, None, True, True, None, True),
     "tiled_no_trim": (True, None, True, True, None, False),
     "tiled_keep2": (True, None, True, True, None, True),  # KEEP_TILES 2 (KEEP below)
@@ -83,10 +86,16 @@ def main(size: int = 2048, tile: int | str = 1024, repeats: int = 2, variants: s
         problem.settings = s.__class__(**{**s.__dict__, "tile": side if tiled else 0})
         tiling.KEEP_TILES = KEEP.get(name.split("@")[0], 1)
         objectives[name] = problem.objective_at(shape)
+        if name == "untiled":  # recomputing above the network's 1.5 MP, as before the memory rule
+            objectives[name].recompute = None
+        elif name == "untiled_no_recompute":
+            objectives[name].recompute = False
+        elif name == "untiled_auto":  # as objective_at chose it
+            out["recompute_untiled_auto"] = objectives[name].recompute
         if objectives[name].tiler is not None:
             out["keep_" + name] = tiling.KEEP_TILES or objectives[name].tiler.keep
     times: dict[str, list[float]] = {name: [] for name in names}
-    threshold, recompute_above = device.TILED_MMAP_THRESHOLD, problem.net.recompute_above
+    threshold = device.TILED_MMAP_THRESHOLD
     with device.reuse_freed_memory() if reuse else contextlib.nullcontext():
         for _ in range(repeats):
             for name in names:
@@ -94,14 +103,13 @@ def main(size: int = 2048, tile: int | str = 1024, repeats: int = 2, variants: s
                 tiling.KEEP_LAST_TILE, tiling.CHANNELS_LAST_GRAM, tiling.TRIM_HALO = keep, gram, trim
                 tiling.KEEP_TILES = KEEP.get(name.split("@")[0], 1)
                 device.TILED_MMAP_THRESHOLD = threshold if mmap is None else mmap
-                problem.net.recompute_above = math.inf if name == "untiled_no_recompute" else recompute_above
                 x = content.clone().requires_grad_(True)
                 scale = device.large_blocks_returned(x.device) if tiled else contextlib.nullcontext()
                 start = time.perf_counter()
                 with scale:
                     objectives[name](x)["total"].backward()
                 times[name].append(time.perf_counter() - start)
-    device.TILED_MMAP_THRESHOLD, problem.net.recompute_above = threshold, recompute_above
+    device.TILED_MMAP_THRESHOLD = threshold
     for name in names:
         out[name] = min(times[name])
         out[name + "_all"] = times[name]

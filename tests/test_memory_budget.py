@@ -201,3 +201,36 @@ def test_the_memory_this_process_freed_goes_back_before_the_tile_is_chosen() -> 
         held = resident()
         tiling.available_bytes(cpu)
         assert resident() < held - 200 * 2**20  # handed back
+
+
+# ---------------------------------------------------------------------------- recomputing only where memory is short
+def test_an_untiled_scale_recomputes_only_where_keeping_everything_would_not_fit(free_24):
+    assert not tiling.choose_recompute((1000, 1500), CPU, budget=0.1)  # 1.5 MP and under: never, as before
+    # 80 % of 22 GiB free = 17.6 GiB; keeping everything is modelled at 1.7x the recomputing estimate
+    assert not tiling.choose_recompute((1086, 1448), CPU)  # 2.9 GiB x 1.7 = 5.0: kept (it recomputed before)
+    assert not tiling.choose_recompute((1536, 2048), CPU)  # 5.9 x 1.7 = 10.0: kept
+    assert tiling.choose_recompute((2172, 2896), CPU)  # 11.7 x 1.7 = 19.9: recomputes
+    assert tiling.choose_recompute((1536, 2048), CPU, budget=8)  # --memory-budget counts, not the memory free
+    assert not tiling.choose_recompute((2172, 2896), CPU, budget=20)
+
+
+def test_the_objective_recomputes_as_the_rule_says(tiny_pair, monkeypatch):
+    from painterly import network
+    from painterly.api import build_problem
+    from painterly.image import load_image
+
+    content, style = tiny_pair
+    s = Settings(model="vgg16", weights="random", size=48, scales=(48,), tile=0).resolved()  # untiled always
+    problem = build_problem(load_image(content), [load_image(style)], s)
+    calls = []
+    real = network.run_recomputing
+    monkeypatch.setattr(network, "run_recomputing", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(network, "RECOMPUTE_ABOVE_PIXELS", 0)  # every size is a candidate
+    for free, recomputes in ((22 * GIB, False), (2**20, True)):
+        monkeypatch.setattr(tiling, "available_bytes", lambda device, free=free: free)
+        objective = problem.objective_at((48, 48))
+        assert objective.recompute is recomputes
+        calls.clear()
+        x = torch.rand(1, 3, 48, 48, requires_grad=True)
+        objective(x)["total"].backward()
+        assert bool(calls) is recomputes

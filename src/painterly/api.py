@@ -263,7 +263,6 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
         objective(x)["total"].backward()
         times.append(time.perf_counter() - began)
     per_pixel = min(times) / (ref[0] * ref[1])
-    recompute_above = problem.net.recompute_above
 
     def seconds_at(size: tuple[int, int]) -> float:
         pixels = size[0] * size[1]
@@ -273,7 +272,7 @@ def time_model(problem: Problem) -> Callable[[tuple[int, int]], float]:
                 cost = tiling.RECOMPUTE_TARGET_COST
                 factor *= cost.get(problem.net.compute_dtype, cost[torch.float32])
         else:
-            factor = RECOMPUTE_COST if pixels > recompute_above else 1.0
+            factor = RECOMPUTE_COST if tiling.recompute_for(s, size, problem.device) else 1.0
         return per_pixel * pixels * factor
 
     return seconds_at

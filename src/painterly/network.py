@@ -118,8 +118,12 @@ class VGGFeatures(nn.Module):
         """Smallest image side that still leaves every tap at least one pixel."""
         return min_side(self.arch, self.taps)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, recompute: bool | None = None) -> dict[str, torch.Tensor]:
         """Map an RGB batch in ``[0, 1]``, shape ``(B, 3, H, W)``, to ``{tap: activation}``.
+
+        An image that needs a gradient keeps only the taps for the backward and recomputes the rest
+        where ``recompute`` says so (the objective decides it by the memory free:
+        :func:`painterly.tiling.choose_recompute`), or where it is None above ``recompute_above`` pixels.
 
         Taps come back in the arithmetic they were computed in: ``compute_dtype`` for an image being
         optimised (see :func:`resolve_precision`), the image's own dtype otherwise. The objective
@@ -137,7 +141,9 @@ class VGGFeatures(nn.Module):
             # A channels-last network wants channels-last input (faster oneDNN/cuDNN kernels).
             x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.taps)
-        if x.requires_grad and x.shape[-2] * x.shape[-1] > self.recompute_above:
+        if recompute is None:
+            recompute = x.shape[-2] * x.shape[-1] > self.recompute_above
+        if x.requires_grad and recompute:
             out, _ = run_recomputing(features, self.names, x, wanted)
         else:
             out = {}

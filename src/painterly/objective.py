@@ -543,11 +543,15 @@ class Objective:
         output_masks: Sequence[torch.Tensor | None] | None = None,
         tile: int | None = None,
         keep_tiles: int = 1,
+        recompute: bool | None = None,
         style_loss: str = "gram",
         laplacian_cells: dict[float, tuple[int, int]] | None = None,
         lowpass_cells: tuple[int, int] | None = None,
     ) -> None:
         self.net = net
+        # Untiled, whether the image's evaluation recomputes its activations in the backward (None: the
+        # network's pixel threshold); the problem decides it by the memory free (tiling.recompute_for).
+        self.recompute = recompute
         # "gram": the seed's term; "wasserstein": W2 between the features' Gaussians.
         self.style_loss = style_loss
         # With ``tile`` (pixels), the network runs tile by tile, exactly (painterly.tiling): targets too;
@@ -639,7 +643,7 @@ class Objective:
         with ``means`` each filter's mean μ too (the W2 term's), from the same forward pass:
         ``(grams, means or None)``."""
         if self.tiler is None:
-            feats = self.net(image)
+            feats = self._features(image)
             at = {t: None if mask is None else resize_mask(mask, feats[t].shape[-2:]) for t in self.style_layers}
             grams = {layer: gram_per_pixel(feats[layer], at[layer]) for layer in self.style_layers}
             mus = {layer: feature_mean(feats[layer], at[layer]) for layer in self.style_layers} if means else None
@@ -727,9 +731,14 @@ class Objective:
             term = term + (part if mask is None else part * mask.mean())  # a region counts by its share
         return term
 
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's taps of ``image``, recomputing as ``self.recompute`` says (any module that maps
+        an image to its taps works where it is None)."""
+        return self.net(image) if self.recompute is None else self.net(image, recompute=self.recompute)
+
     def style_terms(self, image: torch.Tensor) -> list[torch.Tensor]:
         """L_style^l for each style tap, unweighted."""
-        feats = self.net(image)
+        feats = self._features(image)
         return [self._layer_term(feats[layer], t) for layer, t in zip(self.style_layers, self.targets)]
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -744,7 +753,7 @@ class Objective:
             terms = {"content": values[0]}
             style_values = values[1:]
         else:
-            feats = self.net(image)
+            feats = self._features(image)
             terms = {"content": content_loss(feats[self.content_layer], self.content_target) if w.alpha > 0 else zero}
             style_values = [
                 self._layer_term(feats[layer], targets) if w.beta > 0 else zero
@@ -846,7 +855,7 @@ class Problem:
         if self.masks is not None and any(m is not None for m in self.masks):  # all None: a plain blend
             out_masks = [None if m is None else resize_to(m, size).clamp(0, 1).to(self.device) for m in self.masks]
         height, width = self.content.shape[-2:]
-        from .tiling import keep_for, tile_for
+        from .tiling import keep_for, recompute_for, tile_for
 
         tile = tile_for(s, size, self.device)
         content = self.content
@@ -859,6 +868,7 @@ class Problem:
             content_layer=s.content_layer, style_layers=s.style_layers, weights=weights or self.weights,
             blend_weights=self.blend, output_area=float(height * width), output_masks=out_masks,
             tile=tile, keep_tiles=keep_for(s, size, self.device, tile) if tile else 1,
+            recompute=None if tile else recompute_for(s, size, self.device),
             style_loss=s.style_loss, laplacian_cells=self.laplacian_cells(), lowpass_cells=self.lowpass_cells(),
         )  # fmt: skip
 

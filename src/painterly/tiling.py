@@ -166,6 +166,33 @@ def untiled_peak_bytes(pixels: int) -> int:
     return min(pixels * UNTILED_BYTES_PER_PIXEL, UNTILED_LARGE_BASE_BYTES + pixels * UNTILED_LARGE_BYTES_PER_PIXEL)
 
 
+# An untiled evaluation that keeps every activation for its backward peaks at up to this many times
+# the estimate of one that recomputes them (untiled_peak_bytes): 6.98 against 4.24 GiB at 2048x1536 in
+# float32 (1.65x), 5.32 against 4.41 GB in bfloat16 (1.21x); BENCHMARKS.md, "Print size, eleventh session".
+KEEP_ALL_FACTOR = 1.7
+
+
+def choose_recompute(size: tuple[int, int], device: torch.device, *, budget: float | None = None) -> bool:
+    """Whether an untiled evaluation at (height, width) ``size`` recomputes its activations in the
+    backward: above :data:`~painterly.network.RECOMPUTE_ABOVE_PIXELS` pixels, unless keeping them all
+    (:data:`KEEP_ALL_FACTOR` x :func:`untiled_peak_bytes`) fits the memory budget (``budget`` GiB, or
+    :data:`UNTILED_SHARE` of the memory available). Recomputing costs time (a 1448x1086 evaluation
+    1.4x, a 2048x1536 one 1.1x the time of keeping everything, fastest of three in bfloat16; medians
+    1.5x: BENCHMARKS.md, "Print size, thirteenth session"), so a picture whose activations fit keeps them."""
+    from .network import RECOMPUTE_ABOVE_PIXELS
+
+    pixels = size[0] * size[1]
+    if pixels <= RECOMPUTE_ABOVE_PIXELS:
+        return False
+    limit = budget * GIB if budget is not None else UNTILED_SHARE * available_bytes(device)
+    return KEEP_ALL_FACTOR * untiled_peak_bytes(pixels) > limit
+
+
+def recompute_for(settings, size: tuple[int, int], device: torch.device) -> bool:
+    """:func:`choose_recompute` for a scale of a run with these resolved settings (its --memory-budget)."""
+    return choose_recompute(size, device, budget=settings.memory_budget)
+
+
 def conv_reach(names: Sequence[str], upto: int) -> tuple[int, int]:
     """(L, S): receptive-field reach in pixels and stride of module ``upto`` (inclusive) of a VGG stack."""
     reach, stride = 0, 1
