@@ -43,6 +43,7 @@ THREADS = configure_threads(int(os.environ["PAINTERLY_THREADS"]) if os.environ.g
 import torch
 
 import painterly
+from painterly import color
 from painterly.config import Settings
 from painterly.device import resolve_device, reuse_freed_memory
 from painterly.files import atomic_write
@@ -150,6 +151,7 @@ CANDIDATES: dict[str, dict] = {
     "start512_st06": {"start_size": 512, "style_scale": 0.6},
     # Every scale of the ladder whatever the picture's shape: the default before plan.least_coarse_side.
     "full_ladder": {"scales": (256, 362, 512)},
+    "color_none": {"preserve_color": "none"},  # the default before auto: a grey style's Gram term greys the picture
     "hist": {"preserve_color": "histogram"},  # a user's option, as a reference: the style recoloured first
     # Session 3: a Laplacian content term (Li et al. 2017) at λ, pools 4 and 16 px (at 512 px), ungated
     # (every cell alike, as in sessions 3 and 4, whatever today's default gate).
@@ -264,7 +266,9 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
     this pair), then stops: equal time. With ``scales`` the run stops after that many scales (a
     look at what the coarse scales made, at a fraction of the cost) and that scale's image is judged."""
     content, style, _ = PAIRS[pair]
-    s = settings_for(candidate, size)
+    # --preserve-color auto keyed as what it becomes on this pair, so it shares the paintings of
+    # the explicit value (a grey style's default is the "lum" painting, a colour one's "none").
+    s = settings_for(candidate, size).with_color_for(color.is_grey(style.load()), color.is_grey(content.load()))
     shape = tuple(content.load().shape[-2:])
     spec = {"version": VERSION, "content": content.key(), "style": style.key(), "settings": settings_key(s, shape)}
     if candidate == PLAIN:
@@ -324,7 +328,9 @@ def judge(path: Path, content: Source, style: Source) -> dict[str, float]:
     output = load_image(path)
     c = resize_to(content.load(), tuple(output.shape[-2:]))
     numbers = measure(output, c)
-    report = painterly.score(output, c, style.load(), Settings(model="vgg16-hed"))
+    # The seed's Gram term on the RGB painting whatever the candidate's colour option, so the column
+    # compares across candidates and with the tables before --preserve-color auto.
+    report = painterly.score(output, c, style.load(), Settings(model="vgg16-hed", preserve_color="none"))
     numbers["style"] = style_taken(report)
     return numbers
 

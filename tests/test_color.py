@@ -1,5 +1,7 @@
 """Colour preservation: each function matches exactly the statistics its docstring claims."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -142,3 +144,60 @@ def test_stylize_with_luminance_keeps_the_contents_chroma():
     assert inside.float().mean() > 0.9
     assert (yiq[:, 1:] - yiq_c[:, 1:]).abs().amax(1)[inside].max() < 1e-5
     assert (yiq[:, 0] - yiq_c[:, 0]).abs().max() > 1e-3  # the luma did change
+
+
+# ---------------------------------------------------------------------------- auto: grey styles keep the colour
+def test_is_grey_by_hand():
+    grey = _rand(1, 1, 40, 40, seed=19).repeat(1, 3, 1, 1)
+    assert color.is_grey(grey)
+    noisy = (grey + _rand(1, 3, 40, 40, low=-0.01, high=0.01, seed=20)).clamp(0, 1)  # a grey scan's JPEG noise
+    assert color.is_grey(noisy)
+    sepia = grey * torch.tensor([1.0, 0.75, 0.45]).view(1, 3, 1, 1)  # a toned print has a colour
+    assert not color.is_grey(sepia)
+    stamp = grey.clone()  # a grey picture with a red stamp on 2 % of it: colour
+    stamp[:, :, :4, :8] = torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1)
+    assert not color.is_grey(stamp)
+    stamp[:, :, :4, 2:] = grey[:, :, :4, 2:]  # on 0.5 % of it: still grey
+    assert color.is_grey(stamp)
+    assert not color.is_grey(_correlated(24, 32, seed=21))
+
+
+def test_auto_is_luminance_for_a_grey_style_and_none_for_a_coloured_one():
+    content = _correlated(24, 32, seed=22)
+    grey = _rand(1, 1, 20, 20, seed=23).repeat(1, 3, 1, 1)
+    s = Settings(**TINY).resolved()
+    assert s.preserve_color == "auto"  # the default
+    problem = build_problem(content, [grey], s)
+    assert problem.settings.preserve_color == "luminance"
+    assert torch.equal(problem.content, color.luminance(content))
+    # one coloured style among two: the seed's objective, nothing recoloured
+    problem = build_problem(
+        content, [grey, _rand(1, 3, 20, 20, seed=24)], dataclasses.replace(s, style_blend_weights=None)
+    )
+    assert problem.settings.preserve_color == "none"
+    assert torch.equal(problem.content, content)
+    explicit = build_problem(content, [grey], dataclasses.replace(s, preserve_color="none"))
+    assert explicit.settings.preserve_color == "none"  # asked for: kept
+    raw = build_problem(content, [grey], dataclasses.replace(s, normalize=False).resolved())
+    assert raw.settings.preserve_color == "none"  # --no-normalize: the seed's objective exactly
+    bw = build_problem(color.luminance(content), [grey], s)
+    assert bw.settings.preserve_color == "none"  # a grey photograph has no colour to keep: the seed's
+    assert torch.equal(bw.styles[0], grey)  # its style's tones not matched to the photograph's
+
+
+def test_stylize_with_a_grey_style_keeps_the_colour_and_says_so():
+    content = 0.25 + 0.5 * _correlated(24, 32, seed=25)
+    grey = _rand(1, 1, 32, 32, seed=26).repeat(1, 3, 1, 1)
+    auto = painterly.stylize(content, grey, **TINY, iterations=3)
+    assert auto.settings.preserve_color == "luminance"  # the record says what ran
+    lum = painterly.stylize(content, grey, **TINY, iterations=3, preserve_color="luminance")
+    assert torch.equal(auto.image, lum.image)
+    iq = color.rgb_to_yiq(auto.image)[:, 1:] - color.rgb_to_yiq(content)[:, 1:]
+    assert iq.abs().amax(1).median() < 1e-5  # the content's chroma (but where clipped to the cube)
+    seed = painterly.stylize(content, grey, **TINY, iterations=3, preserve_color="none")
+    iq = color.rgb_to_yiq(seed.image)[:, 1:] - color.rgb_to_yiq(content)[:, 1:]
+    assert iq.abs().amax(1).median() > 1e-2  # the seed's objective paints the chroma too
+    judge = {k: v for k, v in TINY.items() if k not in ("size", "scales")}
+    scored = painterly.score(auto.image, content, grey, **judge)
+    assert scored == painterly.score(auto.image, content, grey, **judge, preserve_color="luminance")
+    assert scored != painterly.score(auto.image, content, grey, **judge, preserve_color="none")

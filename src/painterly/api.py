@@ -103,6 +103,9 @@ def stylize(
 
                 for p in plans:
                     tile_for(s, p.size, problem.device)
+    # A checkpoint records the settings as asked, so a resume with --preserve-color auto matches it;
+    # the run and its Result use the problem's, where auto is made concrete (luminance for grey styles).
+    asked, s = s, problem.settings
     inputs = ckpt.fingerprint([problem.content, *problem.styles, *(m for m in problem.masks or () if m is not None)])
     if resume is not None:
         ckpt.check_inputs(resume, inputs, plans)
@@ -131,7 +134,7 @@ def stylize(
             callback(dataclasses.replace(step, image=color.with_chroma_of(step.image, content_full)))
 
     def save(state: dict[str, Any]) -> None:
-        on_checkpoint(ckpt.make_checkpoint(s, inputs, state))
+        on_checkpoint(ckpt.make_checkpoint(asked, inputs, state))
 
     seconds_at = None
     if callback is not None and _long(plans):
@@ -147,7 +150,7 @@ def stylize(
             detail=detail if s.carry_detail else None, carry_blur=s.carry_blur, seconds_at=seconds_at,
         )  # fmt: skip
     image = color.with_chroma_of(out.image, content_full) if s.preserve_color == "luminance" else out.image
-    final = ckpt.make_checkpoint(s, inputs, out.state()) if out.interrupted and out.params is not None else None
+    final = ckpt.make_checkpoint(asked, inputs, out.state()) if out.interrupted and out.params is not None else None
     return Result(image, out.losses, out.history, out.position.elapsed, out.position.iteration, s,
                   problem.weights.to_dict(), out.interrupted, out.message, final)  # fmt: skip
 
@@ -183,7 +186,7 @@ def score(
     h, w = img.shape[-2:]
     plan_scales(dataclasses.replace(s, scales=(s.size,)), (h, w), what="the image")  # big enough for the network?
     problem = build_problem(resize_to(as_image(content, "content", s.max_pixels), (h, w)), styles, s, masks)
-    if s.preserve_color == "luminance":
+    if problem.settings.preserve_color == "luminance":  # auto made concrete by the problem
         img = color.luminance(img)
     with torch.no_grad():
         terms = {k: float(v) for k, v in problem.objective_at((h, w))(img.to(problem.device)).items()}

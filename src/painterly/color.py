@@ -1,6 +1,9 @@
 """Colour preservation (Gatys et al. 2017, "Controlling Perceptual Factors in NST", section 5).
 
-Two ways to keep the content's colours, ``--preserve-color luminance`` and ``histogram``:
+Two ways to keep the content's colours, ``--preserve-color luminance`` and ``histogram``; the
+default, ``auto``, is luminance when every style is grey and the content is not (:func:`is_grey`:
+such a style has no colour to give, and its Gram term would make the whole photograph grey) and none
+otherwise:
 
 * **luminance**: the network sees luminance only and the output gets the content's chroma back.
   Done in YIQ, where Y is luma and I, Q carry the chroma through one linear map, so putting the
@@ -34,6 +37,19 @@ def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
 def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) YIQ -> RGB (exact inverse of :func:`rgb_to_yiq`)."""
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_YIQ.double()).to(image), image)
+
+
+# A picture is grey when fewer than GREY_SHARE of its pixels have a chroma (√(I² + Q²), RGB in
+# [0, 1]) over GREY_CHROMA: a grey scan's JPEG noise stays far under it, a sepia print (~0.1-0.17)
+# and every colour picture in the development set (mean 0.07-0.25) far over it.
+GREY_CHROMA = 0.05
+GREY_SHARE = 0.01
+
+
+def is_grey(image: torch.Tensor) -> bool:
+    """Whether ``image`` (B, 3, H, W RGB) has no colour to speak of (see GREY_CHROMA)."""
+    iq = rgb_to_yiq(image.float())[:, 1:]
+    return bool((iq.square().sum(1) > GREY_CHROMA**2).float().mean() < GREY_SHARE)
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:

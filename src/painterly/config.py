@@ -118,7 +118,7 @@ CONTENT_PRESETS: dict[str, dict[str, str]] = {
 }
 
 OPTIMIZERS = ("lbfgs", "adam")
-PRESERVE_COLOR = ("none", "luminance", "histogram")
+PRESERVE_COLOR = ("auto", "none", "luminance", "histogram")
 STYLE_LOSSES = ("gram", "wasserstein")
 PADDINGS = ("zeros", "replicate", "replicate-first")  # the network's convolutions at the picture's edge
 
@@ -169,7 +169,12 @@ class Settings:
     style_blend_weights: tuple[float, ...] | None = field(
         default=None, metadata={"help": "weights of several style images (normalised to sum 1)"}
     )
-    preserve_color: str = field(default="none", metadata={"help": "none, luminance or histogram"})
+    preserve_color: str = field(
+        default="auto",
+        metadata={"help": "auto, none, luminance or histogram: auto is luminance when every style is grey, the "
+                  "content is not and the terms are normalised (a grey style has no colour to give, and its "
+                  "Gram term would turn the photograph grey), else none, the seed's"},
+    )  # fmt: skip
     model: str = field(default="vgg19", metadata={"help": "vgg19, vgg16 or vgg16-hed"})
     weights: str | None = field(default=None, metadata={"help": "weights file, or 'random' (seeded, for tests only)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA, then MPS, then CPU), cpu, cuda, mps"})
@@ -283,6 +288,16 @@ class Settings:
                   "0.5 (the default before) halves the evaluations each time a scale's pixels grow 4x; 1.5 (at "
                   "least 4 a scale) about halves a 4096 px print's time again, a little softer"},
     )  # fmt: skip
+
+    def with_color_for(self, grey_styles: bool, grey_content: bool) -> Settings:
+        """A copy whose ``preserve_color`` is concrete: ``auto`` becomes luminance when every style is
+        grey (``grey_styles``), the content has colour to keep (not ``grey_content``) and the terms are
+        normalised, else none (the seed's: ``--no-normalize`` stays the seed's objective exactly, and
+        a grey photograph has no colour to lose); any other value is kept."""
+        if self.preserve_color != "auto":
+            return self
+        keep = grey_styles and not grey_content and self.normalize
+        return dataclasses.replace(self, preserve_color="luminance" if keep else "none")
 
     def model_defaults(self) -> ModelDefaults:
         if self.model not in MODEL_DEFAULTS:

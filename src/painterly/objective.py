@@ -826,6 +826,7 @@ class Problem:
         if masks is not None and len(masks) != len(styles):
             raise InputError(f"{len(masks)} masks given for {len(styles)} style images")
         styles = list(styles)
+        s = s.with_color_for(all(color.is_grey(x) for x in styles), color.is_grey(content))  # "auto" made concrete
         if s.preserve_color == "histogram":
             styles = [color.match_color(x, content) for x in styles]
         if s.preserve_color == "luminance":

@@ -124,15 +124,18 @@ def stylize_frames(
     s = (settings or Settings()).resolved()
     if not (temporal_weight >= 0 and temporal_weight != float("inf")):
         raise InputError(f"--temporal-weight must be a finite number >= 0, got {temporal_weight!r}")
-    later = dataclasses.replace(s, scales=(s.size,), iterations=frame_iterations)
     style_list = list(styles) if isinstance(styles, list | tuple) else [styles]
     limit = s.max_pixels or DEFAULT_MAX_PIXELS
     # Loaded once for the clip, not once a frame (stylize takes tensors as they are).
     style_images = [
         x if isinstance(x, torch.Tensor) else load_image(example_path(x), max_pixels=limit) for x in style_list
     ]
+    grey_styles = all(color.is_grey(x) for x in style_images)
     for index, frame in enumerate(frames, start):
         content = fit(frame, s.size)
+        if s.preserve_color == "auto":  # made concrete once, on the clip's first frame: the temporal term must know
+            s = s.with_color_for(grey_styles, color.is_grey(content))
+        later = dataclasses.replace(s, scales=(s.size,), iterations=frame_iterations)
         frame_masks = masks(index) if masks is not None else None
         backward = mask = None
         if temporal_weight > 0 and previous is not None:

@@ -108,7 +108,7 @@ function summary(job) {
   if (job.status === "unreadable") return "";
   const s = job.settings;
   const parts = [`${job.content.name} × ${job.styles.map((x) => x.name).join(" + ")}`, s.model, `${s.size} px`, `${s.iterations} iterations`];
-  if (s.preserve_color !== "none") parts.push(`colour: ${s.preserve_color}`);
+  if (s.preserve_color !== "none" && s.preserve_color !== "auto") parts.push(`colour: ${s.preserve_color}`);
   if (s.weights === "random") parts.push("random weights");
   return parts.join(" · ");
 }
