@@ -24,9 +24,11 @@ from .layers import CONFIGS, PRECISIONS, check_layers, layer_names, min_side  # 
 if TYPE_CHECKING:
     from .config import Settings
 
-# Above this many pixels a forward pass that needs a backward keeps only the taps and recomputes
+# Above this many pixels a forward pass that needs a backward may keep only the taps and recompute
 # the rest during the backward pass (activation checkpointing): ~25 % more arithmetic for half the
-# memory. A 2048x1536 evaluation of vgg16-hed peaks at 6.9 GiB without it (see BENCHMARKS.md).
+# memory. A 2048x1536 evaluation of vgg16-hed peaks at 6.9 GiB without it (see BENCHMARKS.md). The
+# objective recomputes only where keeping everything would not fit the memory (tiling.choose_recompute);
+# a bare VGGFeatures call recomputes above this size.
 RECOMPUTE_ABOVE_PIXELS = 1_500_000
 # What recomputing costs, relative to an evaluation that keeps everything (the time model's factor,
 # painterly.api.time_model).
