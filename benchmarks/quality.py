@@ -268,8 +268,9 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
     content, style, _ = PAIRS[pair]
     # --preserve-color auto keyed as what it becomes on this pair, so it shares the paintings of
     # the explicit value (a grey style's default is the "lum" painting, a colour one's "none").
-    s = settings_for(candidate, size).with_color_for(color.is_grey(style.load()), color.is_grey(content.load()))
-    shape = tuple(content.load().shape[-2:])
+    photo, art = content.load(), style.load()
+    s = settings_for(candidate, size).with_color_for(color.is_grey(art), color.is_grey(photo))
+    shape = tuple(photo.shape[-2:])
     spec = {"version": VERSION, "content": content.key(), "style": style.key(), "settings": settings_key(s, shape)}
     if candidate == PLAIN:
         spec["settings"]["iterations"] = "until the default's seconds"
@@ -303,7 +304,7 @@ def paint(pair: str, candidate: str, size: int, budget: float | None = None, sca
 
     say(f"painting {pair} with {candidate} at {size} px")
     with reuse_freed_memory():
-        result = painterly.stylize(content.load(), style.load(), s, callback=callback, stop=stop)
+        result = painterly.stylize(photo, art, s, callback=callback, stop=stop)
     for i, image in sorted(last.items()):
         save_image(image, folder / f"scale{i}.png")
     save_image(last[scales - 1] if scales else result.image, folder / "out.png")

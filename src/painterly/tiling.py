@@ -172,6 +172,12 @@ def untiled_peak_bytes(pixels: int) -> int:
 KEEP_ALL_FACTOR = 1.7
 
 
+def untiled_limit(device: torch.device, budget: float | None = None) -> float:
+    """The bytes an untiled evaluation may peak at: ``budget`` GiB (--memory-budget), or without one
+    :data:`UNTILED_SHARE` of the memory available."""
+    return budget * GIB if budget is not None else UNTILED_SHARE * available_bytes(device)
+
+
 def choose_recompute(size: tuple[int, int], device: torch.device, *, budget: float | None = None) -> bool:
     """Whether an untiled evaluation at (height, width) ``size`` recomputes its activations in the
     backward: above :data:`~painterly.network.RECOMPUTE_ABOVE_PIXELS` pixels, unless keeping them all
@@ -184,7 +190,7 @@ def choose_recompute(size: tuple[int, int], device: torch.device, *, budget: flo
     pixels = size[0] * size[1]
     if pixels <= RECOMPUTE_ABOVE_PIXELS:
         return False
-    limit = budget * GIB if budget is not None else UNTILED_SHARE * available_bytes(device)
+    limit = untiled_limit(device, budget)
     return KEEP_ALL_FACTOR * untiled_peak_bytes(pixels) > limit
 
 
@@ -314,7 +320,7 @@ def choose_tile(tile: int | None, size: tuple[int, int], device: torch.device, *
     if tile is not None:
         return tile or None
     pixels = size[0] * size[1]
-    limit = budget * GIB if budget is not None else UNTILED_SHARE * available_bytes(device)
+    limit = untiled_limit(device, budget)
     if untiled_peak_bytes(pixels) <= limit:
         return None
     if budget is None:

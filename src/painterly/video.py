@@ -131,11 +131,12 @@ def stylize_frames(
         x if isinstance(x, torch.Tensor) else load_image(example_path(x), max_pixels=limit) for x in style_list
     ]
     grey_styles = all(color.is_grey(x) for x in style_images)
+    later = None
     for index, frame in enumerate(frames, start):
         content = fit(frame, s.size)
-        if s.preserve_color == "auto":  # made concrete once, on the clip's first frame: the temporal term must know
+        if later is None:  # on the clip's first frame: auto made concrete once, as the temporal term must know
             s = s.with_color_for(grey_styles, color.is_grey(content))
-        later = dataclasses.replace(s, scales=(s.size,), iterations=frame_iterations)
+            later = dataclasses.replace(s, scales=(s.size,), iterations=frame_iterations)
         frame_masks = masks(index) if masks is not None else None
         backward = mask = None
         if temporal_weight > 0 and previous is not None:
